@@ -1,0 +1,93 @@
+"""Maps a thread's state to its MongoDB document and back. Pure; no I/O.
+
+The document holds the view fields the API reads and filters on (flat, indexable), and beside
+them what the fold needs to go on: the stamp of every register (``clock``) and the set of
+message ids. Metadata is stored as a list of ``{k, v}`` pairs because its keys come from
+producers and may contain ``.`` or start with ``$``, which FerretDB (and older MongoDB) reject
+as field names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.projection import Creation, Register, Stamp, ThreadState, view
+
+# register attribute of ThreadState -> the view field that holds its value
+REGISTERS = {
+    "title": "title",
+    "metadata": "metadata",
+    "status": "status",
+    "space_ids": "space_ids",
+    "visible_in_ui": "visible_in_ui",
+    "pinned": "is_pinned",
+    "deleted": "is_deleted",
+    "last_model": "last_model_used",
+}
+
+# what a list or a single-thread read needs: everything but the fold's bookkeeping
+VIEW_PROJECTION = {"clock": False, "message_ids": False, "rev": False}
+
+
+def to_document(state: ThreadState, rev: int) -> dict[str, Any]:
+    document = view(state)
+    document["_id"] = document.pop("id")
+    document["metadata"] = encode_metadata(document["metadata"])
+    document["rev"] = rev
+    document["message_ids"] = sorted(state.message_ids)
+    clock = {name: _stamp(getattr(state, name).stamp) for name in REGISTERS if getattr(state, name)}
+    if state.creation:
+        clock["creation"] = _stamp(state.creation.stamp)
+    document["clock"] = clock
+    return document
+
+
+def from_document(document: dict[str, Any]) -> ThreadState:
+    clock = document["clock"]
+    state = ThreadState(
+        id=document["_id"],
+        message_ids=set(document["message_ids"]),
+        last_message_at=document["last_message_at"],
+        updated_at=document["updated_at"],
+    )
+    if "creation" in clock:
+        state.creation = Creation(
+            document["organization_id"],
+            document["user_id"],
+            document["assistant_id"],
+            document["workflow_id"],
+            _from_stamp(clock["creation"]),
+        )
+    for name, field in REGISTERS.items():
+        if name in clock:
+            value = document[field]
+            if name == "metadata":
+                value = decode_metadata(value)
+            elif name == "space_ids":
+                value = tuple(value)
+            setattr(state, name, Register(value, _from_stamp(clock[name])))
+    return state
+
+
+def view_from_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The view fields of a stored document, as :func:`services.projection.view` gives them."""
+    found = {key: value for key, value in document.items() if key not in VIEW_PROJECTION}
+    found["id"] = found.pop("_id")
+    found["metadata"] = decode_metadata(found["metadata"])
+    return found
+
+
+def encode_metadata(metadata: dict[str, str]) -> list[dict[str, str]]:
+    return [{"k": key, "v": value} for key, value in metadata.items()]
+
+
+def decode_metadata(pairs: list[dict[str, str]]) -> dict[str, str]:
+    return {pair["k"]: pair["v"] for pair in pairs}
+
+
+def _stamp(stamp: Stamp) -> dict[str, Any]:
+    return {"t": stamp.time, "id": stamp.id}
+
+
+def _from_stamp(raw: dict[str, Any]) -> Stamp:
+    return Stamp(raw["t"], raw["id"])

@@ -1,0 +1,107 @@
+"""Applies a batch of Kafka records to the store: decode, fold per thread, write once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pymongo.errors import PyMongoError
+
+from services.decoding import Headers, Rejected, Unknown, decode
+from services.events import Event
+from services.projection import fold
+from services.store import MongoThreadStore, WriteConflict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed Kafka record, as the projector needs it (and the dead-letter path keeps it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp: int = 0
+
+
+class DeadLetters(Protocol):
+    async def send(self, record: Record, reason: str) -> None: ...
+
+
+@dataclass
+class Stats:
+    applied: int = 0
+    unknown: dict[str, int] = field(default_factory=dict)
+    rejected: int = 0
+    threads: int = 0
+
+
+class Projector:
+    """Folds batches of records into the thread store.
+
+    Args:
+        store: where the threads live.
+        dead_letters: where records that break the contract go.
+        max_backoff: the longest pause between retries while the store is unreachable.
+    """
+
+    def __init__(
+        self, store: MongoThreadStore, dead_letters: DeadLetters, max_backoff: float = 10.0
+    ) -> None:
+        self.store = store
+        self.dead_letters = dead_letters
+        self.max_backoff = max_backoff
+        self.stats = Stats()
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Apply ``records``; return only once every effect is durable (store and dead letters).
+
+        Retries store outages with backoff for as long as they last, so the caller may commit
+        the batch's offsets as soon as this returns.
+        """
+        events: dict[str, list[Event]] = defaultdict(list)
+        for record in records:
+            decoded = decode(record.key, record.value, record.headers)
+            if isinstance(decoded, Rejected):
+                await self.dead_letters.send(record, decoded.reason)
+                self.stats.rejected += 1
+            elif isinstance(decoded, Unknown):
+                self.stats.unknown[decoded.type] = self.stats.unknown.get(decoded.type, 0) + 1
+            else:
+                events[decoded.subject].append(decoded)
+        await self._retrying(events)
+        self.stats.applied += sum(len(batch) for batch in events.values())
+        self.stats.threads += len(events)
+
+    async def _retrying(self, events: dict[str, list[Event]]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._write(events)
+                return
+            except WriteConflict as exc:
+                log.info("write conflict, reloading: %s", exc)
+            except PyMongoError as exc:
+                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+
+    async def _write(self, events: dict[str, list[Event]]) -> None:
+        if not events:
+            return
+        stored = await self.store.load(list(events))
+        writes = []
+        for thread_id, batch in events.items():
+            current = stored.get(thread_id)
+            state = fold(current.state if current else None, batch)
+            if current is None or state != current.state:  # pure redeliveries write nothing
+                writes.append((state, current.rev if current else None))
+        await self.store.save(writes)

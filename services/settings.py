@@ -1,0 +1,30 @@
+"""Configuration, from THREADVIEW_* environment variables (see the README's table)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THREADVIEW_", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "threads.events"
+    topic_partitions: int = Field(6, ge=1)
+    dlq_topic: str = "threads.events.dlq"
+    consumer_group: str = "threadview-projector"
+    batch_max_records: int = Field(500, ge=1)
+    batch_timeout_ms: int = Field(200, ge=0)
+    mongo_url: str = "mongodb://127.0.0.1:27017"
+    mongo_database: str = "threadview"
+    mongo_timeout_ms: int = Field(5000, ge=100)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
