@@ -47,3 +47,7 @@ def _services(request: Request) -> Services:
 def main() -> None:
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+
+
+if __name__ == "__main__":
+    main()

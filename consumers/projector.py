@@ -98,3 +98,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     asyncio.run(create_app().run())
+
+
+if __name__ == "__main__":
+    main()

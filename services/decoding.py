@@ -62,8 +62,8 @@ def _event_kind(raw: object) -> str:
 
 
 # One parse per record: known types validate as their model, anything else as a bare envelope.
-_ANY_EVENT: TypeAdapter[Event | Envelope] = TypeAdapter(  # type: ignore[arg-type]
-    Annotated[
+_ANY_EVENT: TypeAdapter[Event | Envelope] = TypeAdapter(
+    Annotated[  # type: ignore[arg-type]
         Union[  # noqa: UP007 - Tag needs the members spelled out
             tuple(Annotated[model, Tag(kind)] for kind, model in EVENT_TYPES.items())
             + (Annotated[Envelope, Tag("unknown")],)

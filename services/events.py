@@ -37,6 +37,8 @@ class _Data(BaseModel):
 
 
 class ThreadCreatedData(_Data):
+    """The thread exists from this event on; its ``time`` is the thread's ``created_at``."""
+
     organization_id: Id
     user_id: Id
     assistant_id: Id | None = None
@@ -49,19 +51,27 @@ class ThreadCreatedData(_Data):
 
 
 class MessageAddedData(_Data):
+    """Counts once per distinct ``message_id``; ``model`` is the model that wrote it."""
+
     message_id: Id
     role: Role | None = None
     model: str | None = None
 
 
-class ThreadUpdatedData(_Data):
-    """Only the fields present in the event change; ``model_fields_set`` tells which."""
+def _absent(value: Any) -> Any:
+    # a default that stays out of the JSON Schema: for thread.updated, absent means untouched
+    return Field(default_factory=lambda: value)
 
-    title: str | None = None
-    metadata: Metadata = Field(default_factory=dict)
-    status: str = "inactive"
-    space_ids: list[Id] = Field(default_factory=list)
-    visible_in_ui: bool = True
+
+class ThreadUpdatedData(_Data):
+    """Only the fields present change (``model_fields_set`` tells which); ``metadata``
+    replaces the whole map."""
+
+    title: str | None = _absent(None)
+    metadata: Metadata = _absent({})
+    status: str = _absent("inactive")
+    space_ids: list[Id] = _absent([])
+    visible_in_ui: bool = _absent(True)
 
 
 class EmptyData(_Data):

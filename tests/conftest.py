@@ -1,0 +1,165 @@
+"""Fixtures that find real servers: from the environment, testcontainers, or scripts/stack."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+
+from services.bootstrap import Services, bootstrap
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = ROOT / "scripts" / "stack"
+
+
+@dataclass(frozen=True)
+class Servers:
+    kafka: str
+    mongo_url: str
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    kafka, mongo = (
+        os.environ.get("THREADVIEW_TEST_KAFKA"),
+        os.environ.get("THREADVIEW_TEST_MONGO_URL"),
+    )
+    if kafka and mongo:
+        yield Servers(kafka, mongo)
+    elif _docker_answers():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.mongodb import MongoDbContainer
+
+        with ExitStack() as stack:
+            k = stack.enter_context(KafkaContainer("apache/kafka:4.1.1").with_kraft())
+            m = stack.enter_context(MongoDbContainer("mongo:8"))
+            yield Servers(k.get_bootstrap_server(), m.get_connection_url())
+    else:
+        was_stopped = (
+            "stopped"
+            in subprocess.run([STACK, "status"], capture_output=True, text=True, check=True).stdout
+        )
+        subprocess.run([STACK, "up"], check=True)
+        yield Servers(
+            f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}",
+            f"mongodb://127.0.0.1:{os.environ.get('FERRETDB_PORT', '27017')}",
+        )
+        if was_stopped:
+            subprocess.run([STACK, "down"], check=False)
+
+
+@pytest.fixture
+def settings(servers: Servers) -> Settings:
+    """Settings of a run of our own: a fresh topic, consumer group and database."""
+    run = uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap_servers=servers.kafka,
+        topic=f"test.{run}.threads.events",
+        dlq_topic=f"test.{run}.threads.events.dlq",
+        consumer_group=f"test-{run}",
+        topic_partitions=3,
+        mongo_url=servers.mongo_url,
+        mongo_database=f"test_{run}",
+        api_port=_free_port(),
+    )
+
+
+@pytest.fixture
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    built = await bootstrap(settings)
+    yield built
+    await built.client.drop_database(settings.mongo_database)
+    await built.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name, value in settings.model_dump().items():
+        env[f"THREADVIEW_{name.upper()}"] = str(value)
+    return env
+
+
+class Process:
+    """One of our entry points, run as a separate OS process with the test's settings."""
+
+    def __init__(self, module: str, settings: Settings, log: Path) -> None:
+        self.log = log
+        self._file = log.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=settings_env(settings),
+            cwd=ROOT,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._file.close()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def run_process(tmp_path: Path) -> Iterator[Any]:
+    started: list[Process] = []
+
+    def run(module: str, settings: Settings) -> Process:
+        process = Process(module, settings, tmp_path / f"{module}.{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def api_client(settings: Settings, run_process: Any) -> Iterator[httpx.Client]:
+    """A client of the real API, run as its own process, once it answers."""
+    process = run_process("api.main", settings)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.get("/openapi.json").raise_for_status()
+            break
+        except httpx.HTTPError:
+            if process.popen.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the API did not start:\n{process.output()}")
+            time.sleep(0.2)
+    yield client
+    client.close()
