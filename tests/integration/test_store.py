@@ -1,0 +1,99 @@
+"""The Mongo store against the real server (FerretDB here, MongoDB in production)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from consumers.sample import cloud_event
+from services.bootstrap import Services
+from services.decoding import decode
+from services.events import Event
+from services.projection import ThreadState, fold, view
+from services.query import ThreadQuery
+from services.store import WriteConflict
+
+pytestmark = pytest.mark.integration
+
+
+def event(type: str, subject: str, time: str, data: dict[str, object]) -> Event:
+    decoded = decode(None, json.dumps(cloud_event(type, subject, time, data)).encode(), [])
+    assert not hasattr(decoded, "reason"), decoded
+    return decoded  # type: ignore[return-value]
+
+
+def created(subject: str, time: str = "2025-11-17T10:00:00Z", **data: object) -> Event:
+    return event(
+        "thread.created", subject, time, {"organization_id": "org_1", "user_id": "usr_1", **data}
+    )
+
+
+def state_of(*events: Event) -> ThreadState:
+    return fold(None, events)
+
+
+async def test_saved_state_loads_back_equal(services: Services) -> None:
+    state = state_of(
+        created("thrd_a", metadata={"a.b": "dotted", "$x": "dollar"}, space_ids=["s1"]),
+        event(
+            "thread.message_added",
+            "thrd_a",
+            "2025-11-17T10:05:00.123Z",
+            {"message_id": "m1", "model": "gpt-4o"},
+        ),
+        event("thread.pinned", "thrd_a", "2025-11-17T10:06:00Z", {}),
+    )
+    await services.store.save([(state, None)])
+    loaded = await services.store.load(["thrd_a", "thrd_missing"])
+    assert list(loaded) == ["thrd_a"]
+    assert loaded["thrd_a"].state == state
+    assert loaded["thrd_a"].rev == 1
+    assert loaded["thrd_a"].state.last_message_at == datetime(2025, 11, 17, 10, 5, 0, 123000, UTC)
+
+
+async def test_a_stale_revision_is_a_conflict_and_changes_nothing(services: Services) -> None:
+    first = state_of(created("thrd_b", title="one"))
+    await services.store.save([(first, None)])
+    second = fold(
+        first, [event("thread.updated", "thrd_b", "2025-11-17T11:00:00Z", {"title": "two"})]
+    )
+    await services.store.save([(second, 1)])
+
+    with pytest.raises(WriteConflict):
+        await services.store.save([(fold(first, []), 1)])  # written from rev 1, now rev 2
+    with pytest.raises(WriteConflict):
+        await services.store.save([(first, None)])  # "new", but it exists
+    stored = (await services.store.load(["thrd_b"]))["thrd_b"]
+    assert (stored.rev, view(stored.state)["title"]) == (2, "two")
+
+
+async def test_page_lists_only_created_visible_undeleted_threads_in_order(
+    services: Services,
+) -> None:
+    states = [
+        state_of(created("thrd_1", "2025-11-17T10:00:01Z")),
+        state_of(created("thrd_2", "2025-11-17T10:00:02Z")),
+        state_of(created("thrd_3", "2025-11-17T10:00:02Z")),  # same time: id breaks the tie
+        state_of(created("thrd_hidden", visible_in_ui=False)),
+        state_of(
+            created("thrd_gone"), event("thread.deleted", "thrd_gone", "2025-11-17T12:00:00Z", {})
+        ),
+        state_of(
+            event(
+                "thread.message_added", "thrd_orphan", "2025-11-17T10:00:00Z", {"message_id": "m"}
+            )
+        ),
+    ]
+    await services.store.save([(s, None) for s in states])
+
+    newest = await services.store.page(ThreadQuery(limit=2))
+    assert [t["id"] for t in newest.data] == ["thrd_3", "thrd_2"] and newest.has_more
+    oldest = await services.store.page(ThreadQuery(limit=3, order="asc"))
+    assert [t["id"] for t in oldest.data] == ["thrd_1", "thrd_2", "thrd_3"]
+    assert not oldest.has_more
+    hidden = await services.store.page(ThreadQuery(visible_in_ui=False))
+    assert [t["id"] for t in hidden.data] == ["thrd_hidden"]
+    everything = await services.store.page(ThreadQuery(include_deleted=True))
+    assert {t["id"] for t in everything.data} == {"thrd_1", "thrd_2", "thrd_3", "thrd_gone"}

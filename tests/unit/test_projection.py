@@ -1,0 +1,358 @@
+"""Properties and examples of the pure fold (services.projection) against the reference model."""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers.sample import cloud_event
+from services.events import Event
+from services.projection import ThreadState, fold, view
+from tests.unit.reference import expected_view
+from tests.unit.strategies import PROPERTY, QUICK, mixed_logs, thread_logs, to_event
+
+# ---------------------------------------------------------------------------------------------
+# properties
+
+
+@PROPERTY
+@given(thread_logs())
+def test_fold_matches_reference(events: list[Event]) -> None:
+    assert view(fold(None, events)) == expected_view(events)
+
+
+@PROPERTY
+@given(thread_logs(created=True))
+def test_fold_of_created_thread_matches_reference(events: list[Event]) -> None:
+    folded = view(fold(None, events))
+    assert folded["listed"] is True
+    assert folded == expected_view(events)
+
+
+@PROPERTY
+@given(mixed_logs())
+def test_each_thread_of_a_mixed_log_matches_reference(events: list[Event]) -> None:
+    by_thread: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_thread[event.subject].append(event)
+    for thread_events in by_thread.values():
+        assert view(fold(None, thread_events)) == expected_view(thread_events)
+
+
+@PROPERTY
+@given(st.data())
+def test_any_arrival_order_gives_the_same_view_and_state(data: st.DataObject) -> None:
+    events = data.draw(thread_logs())
+    shuffled = data.draw(st.permutations(events))
+    in_order, reordered = fold(None, events), fold(None, shuffled)
+    assert reordered == in_order
+    assert view(reordered) == view(in_order)
+
+
+@PROPERTY
+@given(st.data())
+def test_redelivered_events_change_nothing(data: st.DataObject) -> None:
+    events = data.draw(thread_logs())
+    again = data.draw(st.lists(st.sampled_from(events), min_size=1, max_size=len(events) * 2))
+    redelivered = data.draw(st.permutations(events + again))
+    assert fold(None, redelivered) == fold(None, events)
+    assert view(fold(None, redelivered)) == view(fold(None, events))
+
+
+@PROPERTY
+@given(st.data())
+def test_folding_in_two_batches_equals_folding_at_once(data: st.DataObject) -> None:
+    # what the batch consumer does: the stored state of a thread, then the next batch
+    events = data.draw(thread_logs())
+    cut = data.draw(st.integers(1, len(events)))
+    first, rest = events[:cut], events[cut:]
+    # batches may overlap: a redelivery straddling a commit
+    overlap = data.draw(st.lists(st.sampled_from(first), max_size=3))
+    assert fold(fold(None, first), overlap + rest) == fold(None, events)
+
+
+@PROPERTY
+@given(st.data())
+def test_folding_in_many_batches_equals_folding_at_once(data: st.DataObject) -> None:
+    events = data.draw(thread_logs(min_size=2))
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(events) - 1), max_size=4)))
+    state = None
+    for start, end in zip([0, *cuts], [*cuts, len(events)], strict=True):
+        if start < end or state is not None:
+            state = fold(state, events[start:end])
+    assert state == fold(None, events)
+
+
+@PROPERTY
+@given(st.data())
+def test_fold_does_not_mutate_its_input_state(data: st.DataObject) -> None:
+    events = data.draw(thread_logs())
+    more = data.draw(thread_logs(thread_id=events[0].subject))
+    state = fold(None, events)
+    before = copy.deepcopy(state)
+    message_ids = state.message_ids
+    after = fold(state, more)
+    assert state == before
+    assert state.message_ids is message_ids
+    assert after is not state
+    assert after.message_ids is not state.message_ids
+
+
+@QUICK
+@given(mixed_logs())
+def test_events_of_another_thread_raise(events: list[Event]) -> None:
+    thread = events[0].subject
+    own = [e for e in events if e.subject == thread]
+    other = next(e for e in events if e.subject != thread)
+    state = fold(None, own)
+    before = copy.deepcopy(state)
+    with pytest.raises(ValueError, match=other.id):
+        fold(state, [other])
+    assert state == before
+    with pytest.raises(ValueError):
+        fold(None, events)
+
+
+def test_nothing_to_fold_raises() -> None:
+    with pytest.raises(ValueError):
+        fold(None, [])
+
+
+def test_folding_no_events_returns_an_equal_copy() -> None:
+    state = fold(None, [created("e1", "2025-11-17T10:00:00Z")])
+    again = fold(state, [])
+    assert again == state
+    assert again is not state
+
+
+# ---------------------------------------------------------------------------------------------
+# examples, one rule at a time
+
+THREAD = "thrd_x"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def event(kind: str, event_id: str, time: str, data: dict[str, Any] | None = None) -> Event:
+    return to_event(cloud_event(kind, THREAD, time, data or {}, id=event_id))
+
+
+def created(event_id: str, time: str, **data: Any) -> Event:
+    return event(
+        "thread.created", event_id, time, {"organization_id": "org_1", "user_id": "usr_1", **data}
+    )
+
+
+def message(event_id: str, time: str, message_id: str, model: str | None = None) -> Event:
+    return event(
+        "thread.message_added",
+        event_id,
+        time,
+        {"message_id": message_id, "role": "assistant", "model": model},
+    )
+
+
+def show(*events: Event) -> dict[str, Any]:
+    return view(fold(None, events))
+
+
+def test_created_sets_the_thread_and_the_contract_defaults() -> None:
+    shown = show(created("e1", "2025-11-17T10:00:00Z"))
+    assert shown == {
+        "id": THREAD,
+        "listed": True,
+        "created_at": at("2025-11-17T10:00:00Z"),
+        "updated_at": at("2025-11-17T10:00:00Z"),
+        "last_message_at": None,
+        "metadata": {},
+        "assistant_id": None,
+        "organization_id": "org_1",
+        "user_id": "usr_1",
+        "workflow_id": None,
+        "title": None,
+        "status": "inactive",
+        "message_count": 0,
+        "visible_in_ui": True,
+        "last_model_used": None,
+        "is_pinned": False,
+        "pinned_at": None,
+        "space_ids": [],
+        "is_deleted": False,
+        "deleted_at": None,
+    }
+
+
+def test_the_earliest_created_wins_for_creation() -> None:
+    shown = show(
+        created("e2", "2025-11-17T10:05:00Z", organization_id="org_late", title="late"),
+        created("e1", "2025-11-17T10:00:00Z", organization_id="org_early", title="early"),
+    )
+    assert shown["organization_id"] == "org_early"
+    assert shown["created_at"] == at("2025-11-17T10:00:00Z")
+    # but title is a register: the later created wins it
+    assert shown["title"] == "late"
+
+
+def test_message_added_before_created_is_kept_and_applies() -> None:
+    early = message("e1", "2025-11-17T10:01:00Z", "msg_1", "gpt-4o")
+    state = fold(None, [early])
+    assert view(state)["listed"] is False
+    assert view(state)["message_count"] == 1
+    shown = view(fold(state, [created("e0", "2025-11-17T10:00:00Z", title="t")]))
+    assert shown["listed"] is True
+    assert shown["message_count"] == 1
+    assert shown["last_message_at"] == at("2025-11-17T10:01:00Z")
+    assert shown["last_model_used"] == "gpt-4o"
+    assert shown["updated_at"] == at("2025-11-17T10:01:00Z")
+
+
+def test_a_message_id_in_two_events_counts_once() -> None:
+    shown = show(
+        created("e0", "2025-11-17T10:00:00Z"),
+        message("e1", "2025-11-17T10:01:00Z", "msg_1"),
+        message("e2", "2025-11-17T10:03:00Z", "msg_1"),
+        message("e3", "2025-11-17T10:02:00Z", "msg_2"),
+    )
+    assert shown["message_count"] == 2
+    assert shown["last_message_at"] == at("2025-11-17T10:03:00Z")
+
+
+def test_last_model_used_is_from_the_latest_message_with_a_model() -> None:
+    shown = show(
+        message("e1", "2025-11-17T10:01:00Z", "msg_1", "gpt-4o"),
+        message("e2", "2025-11-17T10:02:00Z", "msg_2", "claude"),
+        message("e3", "2025-11-17T10:03:00Z", "msg_3", None),
+    )
+    assert shown["last_model_used"] == "claude"
+    assert shown["last_message_at"] == at("2025-11-17T10:03:00Z")
+
+
+def test_updated_with_only_title_leaves_other_fields() -> None:
+    shown = show(
+        created(
+            "e0",
+            "2025-11-17T10:00:00Z",
+            title="old",
+            metadata={"a": "1"},
+            status="active",
+            space_ids=["space_1"],
+            visible_in_ui=False,
+        ),
+        event("thread.updated", "e1", "2025-11-17T10:01:00Z", {"title": "new"}),
+    )
+    assert shown["title"] == "new"
+    assert shown["metadata"] == {"a": "1"}
+    assert shown["status"] == "active"
+    assert shown["space_ids"] == ["space_1"]
+    assert shown["visible_in_ui"] is False
+    assert shown["updated_at"] == at("2025-11-17T10:01:00Z")
+
+
+def test_updated_metadata_replaces_the_whole_map_and_null_title_clears() -> None:
+    shown = show(
+        created("e0", "2025-11-17T10:00:00Z", title="old", metadata={"a": "1", "b": "2"}),
+        event("thread.updated", "e1", "2025-11-17T10:01:00Z", {"metadata": {"c": "3"}}),
+        event("thread.updated", "e2", "2025-11-17T10:02:00Z", {"title": None}),
+    )
+    assert shown["metadata"] == {"c": "3"}
+    assert shown["title"] is None
+
+
+def test_an_update_older_than_created_loses_to_it() -> None:
+    shown = show(
+        event("thread.updated", "e1", "2025-11-17T09:00:00Z", {"title": "stale"}),
+        created("e0", "2025-11-17T10:00:00Z", title="fresh"),
+    )
+    assert shown["title"] == "fresh"
+
+
+def test_a_tie_on_time_is_broken_by_event_id() -> None:
+    same = "2025-11-17T10:01:00Z"
+    for order in ((0, 1), (1, 0)):
+        updates = [
+            event("thread.updated", "evt_b", same, {"status": "b"}),
+            event("thread.updated", "evt_a", same, {"status": "a"}),
+        ]
+        shown = show(created("e0", "2025-11-17T10:00:00Z"), *(updates[i] for i in order))
+        assert shown["status"] == "b"
+
+
+def test_pinned_sets_pinned_at() -> None:
+    shown = show(
+        created("e0", "2025-11-17T10:00:00Z"), event("thread.pinned", "e1", "2025-11-17T10:01:00Z")
+    )
+    assert shown["is_pinned"] is True
+    assert shown["pinned_at"] == at("2025-11-17T10:01:00Z")
+
+
+def test_unpinned_clears_pinned_at() -> None:
+    shown = show(
+        created("e0", "2025-11-17T10:00:00Z"),
+        event("thread.unpinned", "e2", "2025-11-17T10:02:00Z"),
+        event("thread.pinned", "e1", "2025-11-17T10:01:00Z"),
+    )
+    assert shown["is_pinned"] is False
+    assert shown["pinned_at"] is None
+
+
+def test_a_late_arriving_older_unpin_does_not_unpin() -> None:
+    shown = show(
+        event("thread.pinned", "e2", "2025-11-17T10:02:00Z"),
+        event("thread.unpinned", "e1", "2025-11-17T10:01:00Z"),
+    )
+    assert shown["is_pinned"] is True
+    assert shown["pinned_at"] == at("2025-11-17T10:02:00Z")
+
+
+def test_deleted_sets_deleted_at_and_events_after_it_still_apply() -> None:
+    shown = show(
+        created("e0", "2025-11-17T10:00:00Z"),
+        event("thread.deleted", "e1", "2025-11-17T10:01:00Z"),
+        event("thread.updated", "e2", "2025-11-17T10:02:00Z", {"title": "after"}),
+        message("e3", "2025-11-17T10:03:00Z", "msg_1"),
+    )
+    assert shown["is_deleted"] is True
+    assert shown["deleted_at"] == at("2025-11-17T10:01:00Z")
+    assert shown["title"] == "after"
+    assert shown["message_count"] == 1
+    assert shown["updated_at"] == at("2025-11-17T10:03:00Z")
+
+
+def test_restored_undoes_deleted() -> None:
+    shown = show(
+        event("thread.restored", "e2", "2025-11-17T10:02:00Z"),
+        created("e0", "2025-11-17T10:00:00Z"),
+        event("thread.deleted", "e1", "2025-11-17T10:01:00Z"),
+    )
+    assert shown["is_deleted"] is False
+    assert shown["deleted_at"] is None
+
+
+def test_a_thread_without_created_is_not_listed() -> None:
+    shown = show(
+        event("thread.updated", "e1", "2025-11-17T10:01:00Z", {"title": "t"}),
+        event("thread.pinned", "e2", "2025-11-17T10:02:00Z"),
+    )
+    assert shown["listed"] is False
+    assert shown["created_at"] is None
+    assert shown["organization_id"] is None
+    assert shown["user_id"] is None
+    assert shown["title"] == "t"
+    assert shown["is_pinned"] is True
+
+
+def test_a_state_without_events_is_the_empty_view() -> None:
+    shown = view(ThreadState(id=THREAD))
+    assert shown["listed"] is False
+    assert shown["updated_at"] is None
+    assert shown["status"] == "inactive"
+    assert shown["visible_in_ui"] is True
+    assert shown["metadata"] == {} and shown["space_ids"] == []
