@@ -1,18 +1,28 @@
-"""The HTTP API: GET /v1/threads, read only from the projection."""
+"""The HTTP API: GET /v1/threads and GET /v1/threads/{thread_id}, read only from the view."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 import uvicorn
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path
 
-from api.models import ThreadList
-from services.bootstrap import Services, bootstrap
-from services.query import Order, ThreadQuery
+from api import errors
+from api.deps import CallerDep, ServicesDep
+from api.models import Thread, ThreadList
+from api.params import list_params
+from services.bootstrap import bootstrap
+from services.query import ThreadQuery
 from services.settings import Settings, get_settings
+from services.threads import thread, thread_page
+
+DESCRIPTION = """Threads as the thread events built them. Every request carries `X-API-Key`.
+
+Paging is keyset over `(created_at, id)`: pass the previous page's `last_id` as `after` for the
+next page, its `first_id` as `before` for the previous one, until `has_more` is false."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,27 +34,50 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.services.close()
 
-    app = FastAPI(title="threadview", version="1.0.0", lifespan=lifespan)
+    app = FastAPI(title="threadview", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    errors.install(app)
 
-    @app.get("/v1/threads", response_model=ThreadList)
+    @app.get("/v1/threads", response_model=ThreadList, responses=errors.ERROR_RESPONSES)
     async def list_threads(
-        services: Annotated[Services, Depends(_services)],
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        order: Order = "desc",
+        services: ServicesDep,
+        caller: CallerDep,
+        query: Annotated[ThreadQuery, Depends(list_params)],
     ) -> ThreadList:
-        """Retrieve a paginated list of threads."""
-        page = await services.store.page(ThreadQuery(limit=limit, order=order))
-        return ThreadList.of(page.data, page.has_more, limit, page.total)
+        """Retrieve a paginated list of threads with filtering options for assistant,
+        organization, and visibility."""
+        page = await thread_page(services.store, query, caller.scope)
+        return ThreadList.of(page.data, page.has_more, query.limit, page.total)
+
+    @app.get(
+        "/v1/threads/{thread_id}",
+        response_model=Thread,
+        responses={
+            **errors.ERROR_RESPONSES,
+            404: {"model": errors.ErrorBody, "description": "No such thread you can see."},
+        },
+    )
+    async def get_thread(
+        services: ServicesDep,
+        caller: CallerDep,
+        thread_id: Annotated[str, Path(min_length=1, max_length=128)],
+    ) -> Thread:
+        """Retrieve one thread."""
+        found = await thread(services.store, thread_id, caller.scope)
+        if found is None or not found["listed"]:
+            raise errors.ApiError(
+                404,
+                f"no thread {thread_id}",
+                "invalid_request_error",
+                "thread_id",
+                "thread_not_found",
+            )
+        return Thread.model_validate(found)
 
     return app
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def main() -> None:
+    logging.basicConfig(level=logging.INFO)
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
 

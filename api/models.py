@@ -15,8 +15,62 @@ def _format_time(value: datetime) -> str:
 Time = Annotated[datetime, PlainSerializer(_format_time, return_type=str)]
 
 
+PAGE_EXAMPLE: dict[str, Any] = {
+    "object": "list",
+    "data": [
+        {
+            "id": "thrd_def456",
+            "object": "thread",
+            "created_at": "2025-11-17T10:10:00Z",
+            "updated_at": "2025-11-17T10:10:00Z",
+            "last_message_at": "2025-11-17T10:10:00Z",
+            "metadata": {},
+            "assistant_id": None,
+            "organization_id": "org_12345",
+            "user_id": "usr_abc123",
+            "title": "Another Thread",
+            "status": "inactive",
+            "message_count": 0,
+            "visible_in_ui": True,
+            "last_model_used": None,
+            "is_pinned": False,
+            "pinned_at": None,
+            "space_ids": [],
+            "deleted_at": None,
+        },
+        {
+            "id": "thrd_abc123",
+            "object": "thread",
+            "created_at": "2025-11-17T10:00:00Z",
+            "updated_at": "2025-11-17T10:05:00Z",
+            "last_message_at": "2025-11-17T10:05:00Z",
+            "metadata": {"user_id": "user_abc"},
+            "assistant_id": "asst_abc123",
+            "organization_id": "org_12345",
+            "user_id": "usr_abc123",
+            "title": "Aitronos Inquiry",
+            "status": "inactive",
+            "message_count": 5,
+            "visible_in_ui": True,
+            "last_model_used": "gpt-4o",
+            "is_pinned": False,
+            "pinned_at": None,
+            "space_ids": ["space_xyz789"],
+            "deleted_at": None,
+        },
+    ],
+    "first_id": "thrd_def456",
+    "last_id": "thrd_abc123",
+    "has_more": False,
+    "limit": 20,
+    "total": None,
+}
+
+
 class Thread(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [PAGE_EXAMPLE["data"][1]]}
+    )
 
     id: str
     object: Literal["thread"] = "thread"
@@ -39,6 +93,8 @@ class Thread(BaseModel):
 
 
 class ThreadList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [PAGE_EXAMPLE]})
+
     object: Literal["list"] = "list"
     data: list[Thread]
     first_id: str | None

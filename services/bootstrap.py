@@ -9,6 +9,7 @@ from typing import Any
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 
+from services.keys import MongoKeyStore
 from services.settings import Settings
 from services.store import MongoThreadStore
 
@@ -18,6 +19,7 @@ class Services:
     settings: Settings
     client: AsyncMongoClient[dict[str, Any]]
     store: MongoThreadStore
+    keys: MongoKeyStore
 
     async def close(self) -> None:
         await self.client.close()
@@ -37,4 +39,4 @@ async def bootstrap(settings: Settings) -> Services:
     )
     store = MongoThreadStore(database)
     await store.ensure_indexes()
-    return Services(settings, client, store)
+    return Services(settings, client, store, MongoKeyStore(database))

@@ -41,7 +41,9 @@ def decode(key: bytes | None, value: bytes | None, headers: Headers) -> Decoded:
         headers: the record headers.
     """
     try:
-        payload = _binary_envelope(value, headers) if _is_binary(headers) else value or b""
+        payload = (
+            _binary_envelope(value, headers) if _is_binary(headers) else (value or b"").decode()
+        )
         event = _ANY_EVENT.validate_json(payload)
     except UnicodeDecodeError as exc:
         return Rejected(f"not valid UTF-8: {exc}")
@@ -84,7 +86,7 @@ def _binary_envelope(value: bytes | None, headers: Headers) -> bytes:
         attribute = name.removeprefix("ce_")
         if name.startswith("ce_") and attribute in _CE_ATTRIBUTES:
             envelope[attribute] = raw.decode()
-    envelope["data"] = json.loads(value or b"")
+    envelope["data"] = json.loads((value or b"").decode())  # UTF-8 only, as in structured mode
     return json.dumps(envelope).encode()
 
 

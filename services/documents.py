@@ -35,9 +35,13 @@ def to_document(state: ThreadState, rev: int) -> dict[str, Any]:
     document["metadata"] = encode_metadata(document["metadata"])
     document["rev"] = rev
     document["message_ids"] = sorted(state.message_ids)
-    clock = {name: _stamp(getattr(state, name).stamp) for name in REGISTERS if getattr(state, name)}
+    clock: dict[str, Any] = {
+        name: _stamp(getattr(state, name).stamp) for name in REGISTERS if getattr(state, name)
+    }
     if state.creation:
         clock["creation"] = _stamp(state.creation.stamp)
+    if state.last_message_at:  # the view's last_message_at falls back to created_at
+        clock["last_message_at"] = state.last_message_at
     document["clock"] = clock
     return document
 
@@ -47,7 +51,7 @@ def from_document(document: dict[str, Any]) -> ThreadState:
     state = ThreadState(
         id=document["_id"],
         message_ids=set(document["message_ids"]),
-        last_message_at=document["last_message_at"],
+        last_message_at=clock.get("last_message_at"),
         updated_at=document["updated_at"],
     )
     if "creation" in clock:

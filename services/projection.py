@@ -140,7 +140,9 @@ def view(state: ThreadState) -> dict[str, Any]:
         "listed": creation is not None,
         "created_at": creation.stamp.time if creation else None,
         "updated_at": state.updated_at,
-        "last_message_at": state.last_message_at,
+        # the published example shows a thread without messages with last_message_at equal
+        # to its created_at, never null
+        "last_message_at": state.last_message_at or (creation.stamp.time if creation else None),
         "metadata": dict(state.metadata.value) if state.metadata else {},
         "assistant_id": creation.assistant_id if creation else None,
         "organization_id": creation.organization_id if creation else None,

@@ -6,13 +6,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
 from services.projection import ThreadState
-from services.query import ThreadQuery, list_filter, sort_keys
+from services.query import Position, Scope, ThreadQuery, match_filter, plan, visible_filter
+
+
+def _list_index(name: str, *leading: str) -> IndexModel:
+    """Equality fields first, then the sort: a page is an ordered walk of the index."""
+    fields = (*leading, "organization_id", "visible_in_ui", "is_deleted", "is_pinned")
+    keys = [(f, ASCENDING) for f in fields] + [("created_at", ASCENDING), ("_id", ASCENDING)]
+    return IndexModel(keys, name=name)
+
+
+# service keys, user keys, and the two selective filters; each serves both orders
+LIST_INDEXES = [
+    _list_index("list_by_org"),
+    _list_index("list_by_user", "user_id"),
+    _list_index("list_by_assistant", "assistant_id"),
+    _list_index("list_by_workflow", "workflow_id"),
+]
+
+
+class CursorNotFound(Exception):
+    """A cursor names no thread the caller may see (whether it exists or not)."""
+
+    def __init__(self, param: str) -> None:
+        super().__init__(f"{param} names no thread you can see")
+        self.param = param
 
 
 class WriteConflict(Exception):
@@ -38,10 +62,8 @@ class MongoThreadStore:
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries need; a no-op when they exist."""
-        await self.threads.create_index(
-            [("listed", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-            name="listed_created",
-        )
+        for index in LIST_INDEXES:  # one per command: FerretDB panics re-creating several at once
+            await self.threads.create_indexes([index])
 
     async def load(self, thread_ids: Sequence[str]) -> dict[str, Stored]:
         """The stored state of each of ``thread_ids`` that exists, with its revision."""
@@ -74,15 +96,38 @@ class MongoThreadStore:
                 "of the batch's threads changed under us"
             )
 
-    async def page(self, query: ThreadQuery) -> Page:
-        """One page of the threads ``query`` selects, in its order."""
-        cursor = (
-            self.threads.find(list_filter(query), VIEW_PROJECTION)
-            .sort(sort_keys(query.order))
-            .limit(query.limit + 1)
+    async def page(self, query: ThreadQuery, scope: Scope) -> Page:
+        """One page of the threads ``query`` selects within ``scope``, in its order.
+
+        Raises:
+            CursorNotFound: ``after`` or ``before`` names no thread the scope may see.
+        """
+        after = await self._position(query.after, scope, "after")
+        before = await self._position(query.before, scope, "before")
+        chosen = plan(query, scope, after, before)
+        cursor = self.threads.find(chosen.filter, VIEW_PROJECTION).sort(chosen.sort)
+        documents = await cursor.limit(query.limit + 1).to_list()
+        data = [view_from_document(d) for d in documents[: query.limit]]
+        if chosen.reverse:
+            data.reverse()
+        total = None
+        if query.include_total:
+            total = await self.threads.count_documents(match_filter(query, scope))
+        return Page(data=data, has_more=len(documents) > query.limit, total=total)
+
+    async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
+        """The thread's view, or None when it does not exist or ``scope`` may not see it."""
+        document = await self.threads.find_one(
+            {"_id": thread_id, **visible_filter(scope)}, VIEW_PROJECTION
         )
-        documents = await cursor.to_list()
-        return Page(
-            data=[view_from_document(d) for d in documents[: query.limit]],
-            has_more=len(documents) > query.limit,
+        return view_from_document(document) if document else None
+
+    async def _position(self, thread_id: str | None, scope: Scope, param: str) -> Position | None:
+        if thread_id is None:
+            return None
+        document = await self.threads.find_one(
+            {"_id": thread_id, **visible_filter(scope)}, {"created_at": True}
         )
+        if document is None:
+            raise CursorNotFound(param)
+        return Position(document["created_at"], thread_id)

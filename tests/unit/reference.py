@@ -86,7 +86,8 @@ def expected_view(events: Sequence[Event]) -> dict[str, Any]:
 
     messages = all_of("thread.message_added")
     view["message_count"] = len({_sent(m)["message_id"] for m in messages})
-    view["last_message_at"] = max((m.time for m in messages), default=None)
+    # no messages: created_at, as the published example shows (None while not created)
+    view["last_message_at"] = max((m.time for m in messages), default=view["created_at"])
     with_model = [m for m in messages if _sent(m).get("model") is not None]
     last = _latest(with_model)
     view["last_model_used"] = _sent(last)["model"] if last else None

@@ -27,7 +27,7 @@ def test_fold_matches_reference(events: list[Event]) -> None:
     assert view(fold(None, events)) == expected_view(events)
 
 
-@PROPERTY
+@QUICK
 @given(thread_logs(created=True))
 def test_fold_of_created_thread_matches_reference(events: list[Event]) -> None:
     folded = view(fold(None, events))
@@ -35,7 +35,7 @@ def test_fold_of_created_thread_matches_reference(events: list[Event]) -> None:
     assert folded == expected_view(events)
 
 
-@PROPERTY
+@QUICK
 @given(mixed_logs())
 def test_each_thread_of_a_mixed_log_matches_reference(events: list[Event]) -> None:
     by_thread: dict[str, list[Event]] = defaultdict(list)
@@ -89,7 +89,7 @@ def test_folding_in_many_batches_equals_folding_at_once(data: st.DataObject) -> 
     assert state == fold(None, events)
 
 
-@PROPERTY
+@QUICK
 @given(st.data())
 def test_fold_does_not_mutate_its_input_state(data: st.DataObject) -> None:
     events = data.draw(thread_logs())
@@ -171,7 +171,7 @@ def test_created_sets_the_thread_and_the_contract_defaults() -> None:
         "listed": True,
         "created_at": at("2025-11-17T10:00:00Z"),
         "updated_at": at("2025-11-17T10:00:00Z"),
-        "last_message_at": None,
+        "last_message_at": at("2025-11-17T10:00:00Z"),
         "metadata": {},
         "assistant_id": None,
         "organization_id": "org_1",

@@ -1,0 +1,114 @@
+"""Errors as api.md defines them: a JSON body, the right status, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pymongo.errors import PyMongoError
+from starlette.exceptions import HTTPException
+
+from services.store import CursorNotFound
+from services.threads import Forbidden
+
+log = logging.getLogger("threadview.api")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
+
+
+def error_response(status: int, detail: ErrorDetail) -> JSONResponse:
+    return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status)
+
+
+def invalid(message: str, param: str | None, code: str = "parameter_invalid") -> ApiError:
+    return ApiError(400, message, "invalid_request_error", param, code)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Invalid parameter: limit outside 1-100, order not asc/desc, malformed boolean, "
+        "or a cursor naming no thread you can see.",
+        401: "Missing, unknown or revoked X-API-Key.",
+        403: "organization_id names an organization the key does not belong to.",
+        503: "The store is unreachable; retry later.",
+    }.items()
+}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        location = [str(part) for part in first.get("loc", ())]
+        param = location[-1] if len(location) > 1 else None
+        message = (
+            f"invalid {param}: {first.get('msg', 'invalid value')}" if param else "invalid request"
+        )
+        return error_response(400, invalid(message, param).detail)
+
+    @app.exception_handler(CursorNotFound)
+    async def cursor(_: Request, exc: CursorNotFound) -> JSONResponse:
+        return error_response(400, invalid(str(exc), exc.param, "cursor_not_found").detail)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        detail = ErrorDetail(
+            message=str(exc),
+            type="permission_error",
+            param=exc.param,
+            code="organization_forbidden",
+        )
+        return error_response(403, detail)
+
+    @app.exception_handler(PyMongoError)
+    async def store_down(_: Request, exc: PyMongoError) -> JSONResponse:
+        log.warning("store unavailable: %s", exc)
+        detail = ErrorDetail(
+            message="the thread store is unavailable; retry later",
+            type="api_error",
+            code="store_unavailable",
+        )
+        return error_response(503, detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
+        detail = ErrorDetail(message=str(exc.detail), type=kind)
+        return error_response(exc.status_code, detail)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, ErrorDetail(message="internal error", type="api_error"))

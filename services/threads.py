@@ -1,0 +1,31 @@
+"""The read side's use cases: a page of threads, one thread, each within the caller's scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.query import Scope, ThreadQuery
+from services.store import MongoThreadStore, Page
+
+
+class Forbidden(Exception):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+async def thread_page(store: MongoThreadStore, query: ThreadQuery, scope: Scope) -> Page:
+    """One page of the list, exactly as the API spec defines it.
+
+    Raises:
+        Forbidden: ``organization_id`` names an organization outside the scope.
+        CursorNotFound: a cursor names no thread the scope may see.
+    """
+    if query.organization_id is not None and query.organization_id not in scope.organization_ids:
+        raise Forbidden("organization_id", "you do not belong to that organization")
+    return await store.page(query, scope)
+
+
+async def thread(store: MongoThreadStore, thread_id: str, scope: Scope) -> dict[str, Any] | None:
+    """The thread's view, or None when it does not exist or the scope may not see it."""
+    return await store.get(thread_id, scope)

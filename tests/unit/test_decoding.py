@@ -1,0 +1,377 @@
+"""Decoding of Kafka records into events, unknown types and rejections (services.decoding)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers.sample import cloud_event
+from services.decoding import Rejected, Unknown, decode
+from services.events import (
+    EVENT_TYPES,
+    MessageAdded,
+    ThreadCreated,
+    ThreadUpdated,
+)
+from tests.unit.strategies import QUICK, THREAD_IDS, raw_events, to_event
+
+THREAD = "thrd_abc123"
+KEY = THREAD.encode()
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
+
+DATA: dict[str, dict[str, Any]] = {
+    "thread.created": {
+        "organization_id": "org_1",
+        "user_id": "usr_1",
+        "assistant_id": "asst_1",
+        "workflow_id": None,
+        "title": "Hello",
+        "metadata": {"a.b": "1", "$c": "2"},
+        "visible_in_ui": False,
+        "space_ids": ["space_1"],
+        "status": "active",
+    },
+    "thread.message_added": {"message_id": "msg_1", "role": "assistant", "model": "gpt-4o"},
+    "thread.updated": {"title": "New", "visible_in_ui": True},
+    "thread.pinned": {},
+    "thread.unpinned": {},
+    "thread.deleted": {},
+    "thread.restored": {},
+}
+
+
+def raw(kind: str = "thread.created", **changes: Any) -> dict[str, Any]:
+    event = cloud_event(kind, THREAD, "2025-11-17T10:00:00Z", dict(DATA[kind]), id="evt_1")
+    event.update(changes)
+    return event
+
+
+def encoded(event: Any) -> bytes:
+    return json.dumps(event).encode()
+
+
+def binary(event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The same event in CloudEvents Kafka binary mode: attributes in headers, value = data."""
+    headers = [
+        (f"ce_{name}", str(value).encode())
+        for name, value in event.items()
+        if name not in ("data", "datacontenttype")
+    ]
+    headers.append(("content-type", b"application/json"))
+    return encoded(event["data"]), headers
+
+
+def rejected(decoded: object) -> str:
+    assert isinstance(decoded, Rejected), decoded
+    return decoded.reason
+
+
+def with_data(kind: str = "thread.created", **data: Any) -> dict[str, Any]:
+    event = raw(kind)
+    event["data"] = {**event["data"], **data}
+    return event
+
+
+# ---------------------------------------------------------------------------------------------
+# valid records
+
+
+@pytest.mark.parametrize("kind", list(EVENT_TYPES))
+def test_structured_mode_decodes_every_type(kind: str) -> None:
+    decoded = decode(KEY, encoded(raw(kind)), STRUCTURED)
+    assert isinstance(decoded, EVENT_TYPES[kind])
+    assert decoded.id == "evt_1"
+    assert decoded.subject == THREAD
+    assert decoded.time == datetime(2025, 11, 17, 10, 0, tzinfo=UTC)
+    assert decoded == to_event(raw(kind))
+    assert decoded.data.model_dump(exclude_unset=True) == DATA[kind]
+
+
+@pytest.mark.parametrize("kind", list(EVENT_TYPES))
+def test_binary_mode_decodes_every_type(kind: str) -> None:
+    value, headers = binary(raw(kind))
+    decoded = decode(KEY, value, headers)
+    assert isinstance(decoded, EVENT_TYPES[kind])
+    structured = decode(KEY, encoded(raw(kind)), STRUCTURED)
+    assert isinstance(structured, EVENT_TYPES[kind])
+    assert decoded.model_dump(exclude={"datacontenttype"}) == structured.model_dump(
+        exclude={"datacontenttype"}
+    )
+
+
+def test_structured_mode_without_headers_and_without_key() -> None:
+    assert isinstance(decode(None, encoded(raw()), []), ThreadCreated)
+
+
+def test_created_data_fields() -> None:
+    decoded = decode(KEY, encoded(raw()), [])
+    assert isinstance(decoded, ThreadCreated)
+    assert decoded.data.organization_id == "org_1"
+    assert decoded.data.metadata == {"a.b": "1", "$c": "2"}
+    assert decoded.data.visible_in_ui is False
+    assert decoded.data.space_ids == ["space_1"]
+
+
+def test_created_defaults_of_the_contract() -> None:
+    event = raw()
+    event["data"] = {"organization_id": "org_1", "user_id": "usr_1"}
+    decoded = decode(KEY, encoded(event), [])
+    assert isinstance(decoded, ThreadCreated)
+    data = decoded.data
+    assert (data.assistant_id, data.workflow_id, data.title) == (None, None, None)
+    assert (data.metadata, data.visible_in_ui, data.space_ids) == ({}, True, [])
+    assert data.status == "inactive"
+
+
+def test_updated_knows_which_fields_were_sent() -> None:
+    decoded = decode(KEY, encoded(raw("thread.updated")), [])
+    assert isinstance(decoded, ThreadUpdated)
+    assert decoded.data.model_fields_set == {"title", "visible_in_ui"}
+
+
+def test_message_with_null_model_and_no_role() -> None:
+    decoded = decode(KEY, encoded(with_data("thread.message_added", model=None)), [])
+    assert isinstance(decoded, MessageAdded)
+    assert decoded.data.model is None
+    event = raw("thread.message_added")
+    event["data"] = {"message_id": "msg_1"}
+    assert isinstance(decode(KEY, encoded(event), []), MessageAdded)
+
+
+def test_unknown_type_is_unknown() -> None:
+    decoded = decode(KEY, encoded(raw("thread.pinned", type="thread.archived")), STRUCTURED)
+    assert decoded == Unknown("thread.archived")
+
+
+def test_unknown_type_in_binary_mode_is_unknown() -> None:
+    value, headers = binary(raw("thread.pinned", type="thread.exported"))
+    assert decode(KEY, value, headers) == Unknown("thread.exported")
+
+
+def test_extra_unknown_fields_are_tolerated() -> None:
+    event = with_data(future_field={"nested": [1, 2]}, another=3)
+    event["traceparent"] = "00-abc-def-01"
+    event["extension"] = 42
+    decoded = decode(KEY, encoded(event), STRUCTURED)
+    assert isinstance(decoded, ThreadCreated)
+    assert decoded.data.title == "Hello"
+
+
+def test_extra_unknown_headers_are_tolerated_in_binary_mode() -> None:
+    value, headers = binary(raw("thread.pinned"))
+    headers += [("ce_traceparent", b"00-abc-def-01"), ("x-retry", b"2")]
+    assert decode(KEY, value, headers).type == "thread.pinned"
+
+
+def test_time_with_offset_is_utc_truncated_to_milliseconds() -> None:
+    decoded = decode(KEY, encoded(raw(time="2025-11-17T12:00:00.123456+02:00")), [])
+    assert isinstance(decoded, ThreadCreated)
+    assert decoded.time == datetime(2025, 11, 17, 10, 0, 0, 123000, tzinfo=UTC)
+    assert decoded.time.utcoffset() is not None
+    assert decoded.time.utcoffset().total_seconds() == 0
+    assert decoded.time.microsecond == 123000
+
+
+def test_time_with_negative_offset_crossing_midnight() -> None:
+    decoded = decode(KEY, encoded(raw(time="2025-11-17T20:30:00.9999-05:00")), [])
+    assert isinstance(decoded, ThreadCreated)
+    assert decoded.time == datetime(2025, 11, 18, 1, 30, 0, 999000, tzinfo=UTC)
+
+
+@QUICK
+@given(st.data())
+def test_structured_and_binary_modes_agree(data: st.DataObject) -> None:
+    thread = data.draw(st.sampled_from(THREAD_IDS))
+    event = data.draw(raw_events(thread, "evt_p"))
+    expected = to_event(event)
+    structured = decode(thread.encode(), encoded(event), STRUCTURED)
+    value, headers = binary(event)
+    in_binary = decode(thread.encode(), value, headers)
+    assert structured == expected
+    assert in_binary.model_dump(exclude={"datacontenttype"}) == expected.model_dump(
+        exclude={"datacontenttype"}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# rejected records: each with a reason that says what is wrong
+
+
+def test_invalid_json_is_rejected() -> None:
+    assert re.search(r"not valid JSON", rejected(decode(KEY, b'{"specversion": "1.0",', [])))
+
+
+def test_empty_value_is_rejected() -> None:
+    assert re.search(r"not valid JSON", rejected(decode(KEY, None, [])))
+    assert re.search(r"not valid JSON", rejected(decode(KEY, b"", [])))
+
+
+def test_non_utf8_bytes_are_rejected() -> None:
+    value = encoded(raw()).replace(b"Hello", b"H\xe9llo")
+    assert re.search(r"UTF-8|unicode", rejected(decode(KEY, value, [])), re.IGNORECASE)
+
+
+def test_non_utf8_bytes_are_rejected_in_binary_mode() -> None:
+    _, headers = binary(raw("thread.message_added"))
+    value = b'{"message_id": "msg_1", "model": "caf\xe9"}'
+    assert re.search(r"UTF-8|unicode", rejected(decode(KEY, value, headers)), re.I)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_utf16_and_utf32_values_are_rejected_in_both_modes(encoding: str) -> None:
+    # the contract says UTF-8; structured mode rejects other encodings, binary mode must too
+    event = raw("thread.message_added")
+    assert isinstance(decode(KEY, encoded(event), []), MessageAdded)
+    rejected(decode(KEY, json.dumps(event).encode(encoding), []))
+    _, headers = binary(event)
+    rejected(decode(KEY, json.dumps(event["data"]).encode(encoding), headers))
+
+
+def test_non_utf8_header_is_rejected_in_binary_mode() -> None:
+    value, headers = binary(raw("thread.pinned"))
+    headers = [(n, b"\xff" if n == "ce_id" else v) for n, v in headers]
+    assert re.search(r"UTF-8|unicode", rejected(decode(KEY, value, headers)), re.I)
+
+
+def test_json_array_is_rejected() -> None:
+    assert "object" in rejected(decode(KEY, encoded([raw()]), []))
+
+
+def test_json_array_as_data_is_rejected_in_binary_mode() -> None:
+    _, headers = binary(raw("thread.pinned"))
+    assert re.search(r"data.*object", rejected(decode(KEY, b"[]", headers)))
+
+
+def test_missing_id_is_rejected() -> None:
+    event = raw()
+    del event["id"]
+    assert re.search(r"\bid\b.*required", rejected(decode(KEY, encoded(event), [])))
+
+
+@pytest.mark.parametrize("attribute", ["specversion", "type", "source", "subject", "time", "data"])
+def test_missing_required_attribute_is_rejected(attribute: str) -> None:
+    event = raw()
+    del event[attribute]
+    reason = rejected(decode(None, encoded(event), []))
+    assert re.search(rf"{attribute}.*required", reason), reason
+
+
+def test_missing_organization_id_is_rejected() -> None:
+    event = raw()
+    del event["data"]["organization_id"]
+    reason = rejected(decode(KEY, encoded(event), []))
+    assert re.search(r"data\.organization_id.*required", reason), reason
+
+
+def test_missing_message_id_is_rejected() -> None:
+    event = raw("thread.message_added")
+    del event["data"]["message_id"]
+    assert "data.message_id" in rejected(decode(KEY, encoded(event), []))
+
+
+@pytest.mark.parametrize(
+    ("event", "where"),
+    [
+        (with_data(visible_in_ui="true"), "data.visible_in_ui"),
+        (with_data(metadata={"a": 1}), "data.metadata.a"),
+        (with_data(space_ids="space_1"), "data.space_ids"),
+        (with_data(title=7), "data.title"),
+        (with_data("thread.updated", metadata=None), "data.metadata"),
+        (with_data("thread.message_added", role="robot"), "data.role"),
+        (with_data("thread.message_added", model=4), "data.model"),
+        (raw(time="2025-11-17T10:00:00"), "time"),
+        (raw(time="yesterday"), "time"),
+        (raw(specversion="0.3"), "specversion"),
+        (raw(data="{}"), "data"),
+    ],
+    ids=[
+        "visible_in_ui-string",
+        "metadata-int-value",
+        "space_ids-string",
+        "title-int",
+        "updated-metadata-null",
+        "role-unknown",
+        "model-int",
+        "time-without-offset",
+        "time-not-a-time",
+        "specversion",
+        "data-string",
+    ],
+)
+def test_wrong_type_is_rejected(event: dict[str, Any], where: str) -> None:
+    reason = rejected(decode(KEY, encoded(event), []))
+    assert reason.startswith(where + ":"), reason
+
+
+def test_time_without_offset_reason_mentions_timezone() -> None:
+    reason = rejected(decode(KEY, encoded(raw(time="2025-11-17T10:00:00")), []))
+    assert "timezone" in reason
+
+
+LONG = "x" * 129
+
+
+@pytest.mark.parametrize(
+    ("event", "where"),
+    [
+        (raw(subject=LONG), "subject"),
+        (with_data(organization_id=LONG), "data.organization_id"),
+        (with_data(user_id=LONG), "data.user_id"),
+        (with_data(assistant_id=LONG), "data.assistant_id"),
+        (with_data(workflow_id=LONG), "data.workflow_id"),
+        (with_data(space_ids=["ok", LONG]), "data.space_ids.1"),
+        (with_data("thread.message_added", message_id=LONG), "data.message_id"),
+        (with_data("thread.updated", space_ids=[LONG]), "data.space_ids.0"),
+    ],
+    ids=["subject", "organization", "user", "assistant", "workflow", "space", "message", "upd"],
+)
+def test_id_longer_than_128_is_rejected(event: dict[str, Any], where: str) -> None:
+    reason = rejected(decode(None, encoded(event), []))
+    assert reason.startswith(where + ":") and "128" in reason, reason
+
+
+def test_id_of_128_is_accepted() -> None:
+    event = with_data(organization_id="x" * 128)
+    event["subject"] = "t" * 128
+    assert isinstance(decode(("t" * 128).encode(), encoded(event), []), ThreadCreated)
+
+
+@pytest.mark.parametrize("field", ["subject", "id"])
+def test_empty_id_is_rejected(field: str) -> None:
+    reason = rejected(decode(None, encoded(raw(**{field: ""})), []))
+    assert reason.startswith(field + ":"), reason
+
+
+def test_metadata_with_17_keys_is_rejected() -> None:
+    metadata = {f"k{i}": "v" for i in range(17)}
+    reason = rejected(decode(KEY, encoded(with_data(metadata=metadata)), []))
+    assert reason.startswith("data.metadata:") and "16" in reason, reason
+
+
+def test_metadata_with_16_keys_is_accepted() -> None:
+    metadata = {f"k{i}": "v" for i in range(16)}
+    assert isinstance(decode(KEY, encoded(with_data(metadata=metadata)), []), ThreadCreated)
+
+
+def test_metadata_key_and_value_lengths() -> None:
+    assert isinstance(
+        decode(KEY, encoded(with_data(metadata={"k" * 64: "v" * 512})), []), ThreadCreated
+    )
+    assert "64" in rejected(decode(KEY, encoded(with_data(metadata={"k" * 65: "v"})), []))
+    assert "512" in rejected(decode(KEY, encoded(with_data(metadata={"k": "v" * 513})), []))
+
+
+def test_subject_not_matching_the_key_is_rejected() -> None:
+    reason = rejected(decode(b"thrd_other", encoded(raw()), STRUCTURED))
+    assert reason == "subject does not match the record key"
+
+
+def test_subject_not_matching_the_key_is_rejected_in_binary_mode() -> None:
+    value, headers = binary(raw("thread.pinned"))
+    assert "record key" in rejected(decode(b"thrd_other", value, headers))
