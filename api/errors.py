@@ -43,8 +43,10 @@ class ApiError(Exception):
         self.detail = ErrorDetail(message=message, type=type, param=param, code=code)
 
 
-def error_response(status: int, detail: ErrorDetail) -> JSONResponse:
-    return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status)
+def error_response(
+    status: int, detail: ErrorDetail, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status, headers=headers)
 
 
 def invalid(message: str, param: str | None, code: str = "parameter_invalid") -> ApiError:
@@ -106,7 +108,7 @@ def install(app: FastAPI) -> None:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         kind = "invalid_request_error" if exc.status_code < 500 else "api_error"
         detail = ErrorDetail(message=str(exc.detail), type=kind)
-        return error_response(exc.status_code, detail)
+        return error_response(exc.status_code, detail, exc.headers)  # e.g. Allow on a 405
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if found is None or not found["listed"]:
             raise errors.ApiError(
                 404,
-                f"no thread {thread_id}",
+                "no such thread that you can see",
                 "invalid_request_error",
                 "thread_id",
                 "thread_not_found",

@@ -148,10 +148,21 @@ def run_process(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def api_client(settings: Settings, run_process: Any) -> Iterator[httpx.Client]:
+async def service_key(services: Services) -> str:
+    """A service key for the organizations the tests use."""
+    _, plaintext = await services.keys.create("service", ["org_e2e", "org_a", "org_b", "org_c"])
+    return plaintext
+
+
+@pytest.fixture
+def api_client(settings: Settings, run_process: Any, service_key: str) -> Iterator[httpx.Client]:
     """A client of the real API, run as its own process, once it answers."""
     process = run_process("api.main", settings)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10)
+    client = httpx.Client(
+        base_url=f"http://127.0.0.1:{settings.api_port}",
+        headers={"X-API-Key": service_key},
+        timeout=10,
+    )
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -163,3 +174,15 @@ def api_client(settings: Settings, run_process: Any) -> Iterator[httpx.Client]:
             time.sleep(0.2)
     yield client
     client.close()
+
+
+@pytest.fixture
+async def api(services: Services, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app in process, on the real store (the test's own database)."""
+    from api.main import create_app
+
+    app = create_app(settings)
+    app.state.services = services
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://threadview.test") as client:
+        yield client
