@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Path
@@ -73,7 +73,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         return Thread.model_validate(found)
 
+    _without_422(app)
     return app
+
+
+def _without_422(app: FastAPI) -> None:
+    """Invalid parameters are answered 400 (api.md), so FastAPI's default 422 is not offered."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()  # also cached in app.openapi_schema, which this edits in place
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema["components"]["schemas"].pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def main() -> None:
