@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
-from consumers.dead_letters import KafkaDeadLetters
+from consumers.committer import TransactionalCommitter
 from services.bootstrap import bootstrap
 from services.projector import Projector, Record
 from services.settings import Settings, get_settings
@@ -57,40 +58,87 @@ async def no_decoding(message: StreamMessage[Records]) -> None:
     return None
 
 
+class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Before giving partitions up, let the batch in flight finish and commit, so that the
+    next owner starts from its committed offsets and no two processes write one thread at
+    once (FerretDB's conditional update is not atomic). Waits on an event, not a lock shared
+    with the fetch loop, so it cannot deadlock; gives up after ``timeout`` seconds."""
+
+    def __init__(self, idle: asyncio.Event, timeout: float) -> None:
+        self.idle = idle
+        self.timeout = timeout
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        try:
+            await asyncio.wait_for(self.idle.wait(), self.timeout)
+        except TimeoutError:
+            log.warning("batch still in flight after %.0fs; giving up %s", self.timeout, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
+
 def create_app(settings: Settings | None = None) -> FastStream:
     settings = settings or get_settings()
     broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="threadview-projector")
     app = FastStream(broker)
     running: dict[str, Any] = {}
+    idle = asyncio.Event()
+    idle.set()
 
     @app.on_startup
     async def start() -> None:
         services = await bootstrap(settings)
-        dead_letters = KafkaDeadLetters(settings.kafka_bootstrap_servers, settings.dlq_topic)
-        await dead_letters.start()
-        running.update(services=services, dead_letters=dead_letters)
-        running["projector"] = Projector(services.store, dead_letters)
+        committer = TransactionalCommitter(
+            settings.kafka_bootstrap_servers,
+            settings.dlq_topic,
+            settings.consumer_group,
+            settings.instance_id,
+        )
+        await committer.start()
+        running.update(services=services, committer=committer)
+        running["projector"] = Projector(services.store)
 
     @app.after_shutdown
     async def stop() -> None:
-        await running["dead_letters"].stop()
+        await running["committer"].stop()
         await running["services"].close()
 
     @broker.subscriber(
         Topic(settings.topic, num_partitions=settings.topic_partitions),
         group_id=settings.consumer_group,
+        # static membership: a restarted instance takes its partitions back without a
+        # rebalance, instead of the group waiting for the dead member's session to expire
+        group_instance_id=settings.instance_id,
         batch=True,
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset="earliest",
-        # commit only after the handler returned, i.e. after the store write; on an error
-        # seek back so the batch is consumed again rather than skipped
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # offsets are committed by the committer's transaction, after the store write
+        ack_policy=AckPolicy.MANUAL,
+        listener=DrainOnRevoke(idle, timeout=60),
         parser=lenient_parser,
         decoder=no_decoding,
     )
     async def project(message: KafkaMessage) -> None:
-        await running["projector"].handle([to_record(r) for r in message.raw_message])
+        records = [to_record(r) for r in message.raw_message]
+        idle.clear()
+        try:
+            started = time.perf_counter()
+            outcome = await running["projector"].handle(records)
+            written = time.perf_counter()
+            await running["committer"].commit(records, outcome.rejected)
+            log.info(
+                "batch of %d: %d applied, %d dead letters; store %.0f ms, commit %.0f ms",
+                len(records), outcome.applied, len(outcome.rejected),
+                (written - started) * 1000, (time.perf_counter() - written) * 1000,
+            )
+        except BaseException:
+            # not committed: seek back so this batch is consumed again, never skipped
+            await message.nack()
+            raise
+        finally:
+            idle.set()
 
     return app
 

@@ -7,7 +7,6 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from pymongo.errors import PyMongoError
 
@@ -32,8 +31,12 @@ class Record:
     timestamp: int = 0
 
 
-class DeadLetters(Protocol):
-    async def send(self, record: Record, reason: str) -> None: ...
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a batch once its effects on the store are durable."""
+
+    applied: int
+    rejected: list[tuple[Record, str]]  # for the dead-letter topic, with the reason
 
 
 @dataclass
@@ -49,37 +52,37 @@ class Projector:
 
     Args:
         store: where the threads live.
-        dead_letters: where records that break the contract go.
         max_backoff: the longest pause between retries while the store is unreachable.
     """
 
-    def __init__(
-        self, store: MongoThreadStore, dead_letters: DeadLetters, max_backoff: float = 10.0
-    ) -> None:
+    def __init__(self, store: MongoThreadStore, max_backoff: float = 10.0) -> None:
         self.store = store
-        self.dead_letters = dead_letters
         self.max_backoff = max_backoff
         self.stats = Stats()
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Apply ``records``; return only once every effect is durable (store and dead letters).
+    async def handle(self, records: Sequence[Record]) -> Outcome:
+        """Apply ``records`` to the store; return once the writes are durable.
 
-        Retries store outages with backoff for as long as they last, so the caller may commit
-        the batch's offsets as soon as this returns.
+        Retries store outages with backoff for as long as they last (consumption waits), so
+        the caller may commit the batch's offsets, with its rejected records sent to the
+        dead-letter topic, as soon as this returns.
         """
         events: dict[str, list[Event]] = defaultdict(list)
+        rejected: list[tuple[Record, str]] = []
         for record in records:
             decoded = decode(record.key, record.value, record.headers)
             if isinstance(decoded, Rejected):
-                await self.dead_letters.send(record, decoded.reason)
-                self.stats.rejected += 1
+                rejected.append((record, decoded.reason))
             elif isinstance(decoded, Unknown):
                 self.stats.unknown[decoded.type] = self.stats.unknown.get(decoded.type, 0) + 1
             else:
                 events[decoded.subject].append(decoded)
         await self._retrying(events)
-        self.stats.applied += sum(len(batch) for batch in events.values())
+        applied = sum(len(batch) for batch in events.values())
+        self.stats.applied += applied
+        self.stats.rejected += len(rejected)
         self.stats.threads += len(events)
+        return Outcome(applied, rejected)
 
     async def _retrying(self, events: dict[str, list[Event]]) -> None:
         delay = 0.1

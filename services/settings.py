@@ -16,6 +16,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(6, ge=1)
     dlq_topic: str = "threads.events.dlq"
     consumer_group: str = "threadview-projector"
+    instance_id: str | None = None
     batch_max_records: int = Field(500, ge=1)
     batch_timeout_ms: int = Field(200, ge=0)
     mongo_url: str = "mongodb://127.0.0.1:27017"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne
+from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -29,6 +30,10 @@ LIST_INDEXES = [
     _list_index("list_by_assistant", "assistant_id"),
     _list_index("list_by_workflow", "workflow_id"),
 ]
+
+
+WRITE_CHUNK = 32
+WRITE_PARALLELISM = 1
 
 
 class CursorNotFound(Exception):
@@ -78,22 +83,31 @@ class MongoThreadStore:
         One round trip for the whole batch. Raises :class:`WriteConflict` when any write was
         refused; some others may have been applied, so the caller reloads and refolds.
         """
-        operations: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = [
-            InsertOne(to_document(state, 1))
-            if rev is None
-            else ReplaceOne({"_id": state.id, "rev": rev}, to_document(state, rev + 1))
-            for state, rev in writes
-        ]
-        if not operations:
-            return
+        operations: list[InsertOne[dict[str, Any]] | UpdateOne] = []
+        for state, rev in writes:
+            document = to_document(state, 1 if rev is None else rev + 1)
+            if rev is None:
+                operations.append(InsertOne(document))
+            else:  # $set of every field: the same as a replacement, and 3x faster on FerretDB
+                del document["_id"]
+                operations.append(UpdateOne({"_id": state.id, "rev": rev}, {"$set": document}))
+        # in chunks, one at a time: FerretDB 1.24 (PostgreSQL) hangs for good once more than
+        # ~50 update statements are in flight, in one command or in parallel ones
+        chunks = [operations[i : i + WRITE_CHUNK] for i in range(0, len(operations), WRITE_CHUNK)]
+        limit = asyncio.Semaphore(WRITE_PARALLELISM)
+
+        async def write(chunk: list[InsertOne[dict[str, Any]] | UpdateOne]) -> int:
+            async with limit:
+                result = await self.threads.bulk_write(chunk, ordered=False)
+                return result.inserted_count + result.matched_count
+
         try:
-            result = await self.threads.bulk_write(operations, ordered=False)
+            matched = sum(await asyncio.gather(*(write(chunk) for chunk in chunks)))
         except (BulkWriteError, DuplicateKeyError) as exc:
             raise WriteConflict(str(exc)) from exc
-        if result.inserted_count + result.matched_count != len(operations):
+        if matched != len(operations):
             raise WriteConflict(
-                f"{len(operations) - result.inserted_count - result.matched_count} "
-                "of the batch's threads changed under us"
+                f"{len(operations) - matched} of the batch's threads changed under us"
             )
 
     async def page(self, query: ThreadQuery, scope: Scope) -> Page:

@@ -101,7 +101,8 @@ def _free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name, value in settings.model_dump().items():
-        env[f"THREADVIEW_{name.upper()}"] = str(value)
+        if value is not None:
+            env[f"THREADVIEW_{name.upper()}"] = str(value)
     return env
 
 
@@ -128,6 +129,11 @@ class Process:
                 self.popen.kill()
                 self.popen.wait()
         self._file.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up of any kind, as in a crash."""
+        self.popen.kill()
+        self.popen.wait()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

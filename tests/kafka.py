@@ -6,7 +6,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 Raw = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]  # key, value, headers
 
@@ -20,15 +21,48 @@ def structured(event: dict[str, Any]) -> Raw:
     )
 
 
-async def produce(bootstrap: str, topic: str, records: Sequence[Raw]) -> None:
+async def produce(bootstrap: str, topic: str, records: Sequence[Raw]) -> list[tuple[int, int]]:
+    """Publish ``records`` in order; return each one's (partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        for key, value, headers in records:
+        sent = [
             await producer.send(topic, value, key=key, headers=headers)
+            for key, value, headers in records
+        ]
         await producer.flush()
+        return [(m.partition, m.offset) for m in [await f for f in sent]]
     finally:
         await producer.stop()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
+
+async def lag(bootstrap: str, topic: str, group: str) -> int:
+    """How many records of ``topic`` the group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics([topic])
+        partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+        assert partitions, f"no partitions for {topic}"
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group)
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def read_all(
@@ -36,7 +70,11 @@ async def read_all(
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic``, waiting up to ``timeout_ms`` for at least ``expect`` of them."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # dead letters are published in transactions
     )
     await consumer.start()
     found: list[ConsumerRecord[bytes, bytes]] = []

@@ -1,0 +1,45 @@
+"""What the fault tests wait for and check: no lag, the view equal to the fold of the log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from services.bootstrap import Services
+from services.documents import from_document
+from services.settings import Settings
+from tests.kafka import lag, read_all
+
+
+async def wait_for_no_lag(settings: Settings, deadline: float) -> int:
+    remaining = -1
+    while time.monotonic() < deadline:
+        remaining = await lag(
+            settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
+        )
+        if remaining == 0:
+            return 0
+        await asyncio.sleep(1)
+    return remaining
+
+
+async def assert_view_is_the_fold_of_the_log(services: Services, expected: dict[str, Any]) -> None:
+    stored = {d["_id"]: d async for d in services.store.threads.find()}
+    missing, extra = set(expected) - set(stored), set(stored) - set(expected)
+    assert not missing and not extra, f"missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}"
+    wrong = [t for t, state in expected.items() if from_document(stored[t]) != state]
+    assert not wrong, f"{len(wrong)} threads differ from the reference, e.g. {wrong[:3]}"
+
+
+async def assert_dead_letters_are_the_poison(
+    settings: Settings, poison_positions: set[tuple[int, int]]
+) -> None:
+    """The dead-letter topic (read committed) holds each poison record exactly once."""
+    dead = await read_all(
+        settings.kafka_bootstrap_servers, settings.dlq_topic, expect=len(poison_positions)
+    )
+    got = [
+        (int(dict(r.headers)["dlq.partition"]), int(dict(r.headers)["dlq.offset"])) for r in dead
+    ]
+    assert sorted(got) == sorted(poison_positions)

@@ -1,0 +1,69 @@
+"""The store goes down mid-stream and comes back: the projector waits, catches up, loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from services.bootstrap import Services
+from services.settings import Settings
+from tests.conftest import ROOT, STACK
+from tests.fault.harness import (
+    assert_dead_letters_are_the_poison,
+    assert_view_is_the_fold_of_the_log,
+    wait_for_no_lag,
+)
+from tests.fault.logs import generate, reference
+from tests.kafka import create_topic, lag, produce
+
+pytestmark = pytest.mark.fault
+
+PID_FILE = ROOT / ".cache" / "run" / "ferretdb.pid"
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("THREADVIEW_TEST_MONGO_URL")), reason="needs the store of scripts/stack"
+)
+async def test_store_outage_loses_nothing(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    # given: a log of 300 threads and a projector working through it
+    log = generate(seed=4, threads=300)
+    expected = reference(log)
+    await create_topic(settings.kafka_bootstrap_servers, settings.topic, 3)
+    positions = await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    settings = settings.model_copy(update={"batch_max_records": 100, "instance_id": "outage"})
+    projector = run_process("consumers.projector", settings)
+    total = len(log.records)
+    deadline = time.monotonic() + 120
+    while (
+        await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group)
+        > total * 0.7
+    ):
+        assert time.monotonic() < deadline, projector.output()[-2000:]
+        await asyncio.sleep(0.2)
+
+    # when: the store is killed mid-stream, stays down a while, and comes back
+    os.kill(int(PID_FILE.read_text()), signal.SIGKILL)
+    down_at = await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group)
+    await asyncio.sleep(6)
+    stalled_at = await lag(
+        settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
+    )
+    await asyncio.to_thread(subprocess.run, [STACK, "up"], check=True, capture_output=True)
+
+    # then: nothing was committed while the store was down, and afterwards all of it was
+    assert stalled_at >= down_at - 100  # at most the batch that was being committed
+    assert stalled_at > 0, "the outage came too late to test anything"
+    remaining = await wait_for_no_lag(settings, time.monotonic() + 300)
+    assert remaining == 0, projector.output()[-3000:]
+    assert projector.popen.poll() is None, "the projector must survive an outage"
+    assert "store unavailable, retrying" in projector.output()
+    await assert_view_is_the_fold_of_the_log(services, expected)
+    await assert_dead_letters_are_the_poison(settings, {positions[i] for i in log.poison})
