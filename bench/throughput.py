@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import time
 from uuid import uuid4
 
 from services.settings import Settings
+from tests.conftest import settings_env
 from tests.fault.logs import generate
 from tests.kafka import create_topic, lag, produce
 
 
 async def run(module: str, settings: Settings, records: int) -> float:
-    env = {**os.environ}
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"THREADVIEW_{name.upper()}"] = str(value)
+    env = settings_env(settings)
     started = time.perf_counter()
     process = subprocess.Popen(  # noqa: ASYNC220 - runs for the whole measurement
         [sys.executable, "-m", module],

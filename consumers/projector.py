@@ -129,9 +129,14 @@ def create_app(settings: Settings | None = None) -> FastStream:
             written = time.perf_counter()
             await running["committer"].commit(records, outcome.rejected)
             log.info(
-                "batch of %d: %d applied, %d dead letters; store %.0f ms, commit %.0f ms",
-                len(records), outcome.applied, len(outcome.rejected),
-                (written - started) * 1000, (time.perf_counter() - written) * 1000,
+                "batch of %d: %d applied, %d of unknown types skipped, %d dead letters; "
+                "store %.0f ms, commit %.0f ms",
+                len(records),
+                outcome.applied,
+                outcome.unknown,
+                len(outcome.rejected),
+                (written - started) * 1000,
+                (time.perf_counter() - written) * 1000,
             )
         except BaseException:
             # not committed: seek back so this batch is consumed again, never skipped

@@ -36,6 +36,7 @@ class Outcome:
     """What became of a batch once its effects on the store are durable."""
 
     applied: int
+    unknown: int  # well-formed events of types this service does not know: skipped
     rejected: list[tuple[Record, str]]  # for the dead-letter topic, with the reason
 
 
@@ -69,12 +70,14 @@ class Projector:
         """
         events: dict[str, list[Event]] = defaultdict(list)
         rejected: list[tuple[Record, str]] = []
+        unknown = 0
         for record in records:
             decoded = decode(record.key, record.value, record.headers)
             if isinstance(decoded, Rejected):
                 rejected.append((record, decoded.reason))
             elif isinstance(decoded, Unknown):
                 self.stats.unknown[decoded.type] = self.stats.unknown.get(decoded.type, 0) + 1
+                unknown += 1
             else:
                 events[decoded.subject].append(decoded)
         await self._retrying(events)
@@ -82,7 +85,7 @@ class Projector:
         self.stats.applied += applied
         self.stats.rejected += len(rejected)
         self.stats.threads += len(events)
-        return Outcome(applied, rejected)
+        return Outcome(applied, unknown, rejected)
 
     async def _retrying(self, events: dict[str, list[Event]]) -> None:
         delay = 0.1
