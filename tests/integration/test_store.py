@@ -12,10 +12,12 @@ from services.bootstrap import Services
 from services.decoding import decode
 from services.events import Event
 from services.projection import ThreadState, fold, view
-from services.query import ThreadQuery
+from services.query import Scope, ThreadQuery
 from services.store import WriteConflict
 
 pytestmark = pytest.mark.integration
+
+ORG_1 = Scope(("org_1",))
 
 
 def event(type: str, subject: str, time: str, data: dict[str, object]) -> Event:
@@ -88,12 +90,12 @@ async def test_page_lists_only_created_visible_undeleted_threads_in_order(
     ]
     await services.store.save([(s, None) for s in states])
 
-    newest = await services.store.page(ThreadQuery(limit=2))
+    newest = await services.store.page(ThreadQuery(limit=2), ORG_1)
     assert [t["id"] for t in newest.data] == ["thrd_3", "thrd_2"] and newest.has_more
-    oldest = await services.store.page(ThreadQuery(limit=3, order="asc"))
+    oldest = await services.store.page(ThreadQuery(limit=3, order="asc"), ORG_1)
     assert [t["id"] for t in oldest.data] == ["thrd_1", "thrd_2", "thrd_3"]
     assert not oldest.has_more
-    hidden = await services.store.page(ThreadQuery(visible_in_ui=False))
+    hidden = await services.store.page(ThreadQuery(visible_in_ui=False), ORG_1)
     assert [t["id"] for t in hidden.data] == ["thrd_hidden"]
-    everything = await services.store.page(ThreadQuery(include_deleted=True))
+    everything = await services.store.page(ThreadQuery(include_deleted=True), ORG_1)
     assert {t["id"] for t in everything.data} == {"thrd_1", "thrd_2", "thrd_3", "thrd_gone"}
