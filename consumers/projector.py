@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -139,8 +140,11 @@ def create_app(settings: Settings | None = None) -> FastStream:
                 (time.perf_counter() - written) * 1000,
             )
         except BaseException:
-            # not committed: seek back so this batch is consumed again, never skipped
-            await message.nack()
+            # not committed: seek back so this batch is consumed again, never skipped (on
+            # shutdown the consumer may be gone already; then the next owner starts from the
+            # committed offsets anyway)
+            with contextlib.suppress(Exception):
+                await message.nack()
             raise
         finally:
             idle.set()
