@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pymongo.errors import PyMongoError
 
@@ -40,14 +40,6 @@ class Outcome:
     rejected: list[tuple[Record, str]]  # for the dead-letter topic, with the reason
 
 
-@dataclass
-class Stats:
-    applied: int = 0
-    unknown: dict[str, int] = field(default_factory=dict)
-    rejected: int = 0
-    threads: int = 0
-
-
 class Projector:
     """Folds batches of records into the thread store.
 
@@ -59,7 +51,6 @@ class Projector:
     def __init__(self, store: MongoThreadStore, max_backoff: float = 10.0) -> None:
         self.store = store
         self.max_backoff = max_backoff
-        self.stats = Stats()
 
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records`` to the store; return once the writes are durable.
@@ -76,15 +67,11 @@ class Projector:
             if isinstance(decoded, Rejected):
                 rejected.append((record, decoded.reason))
             elif isinstance(decoded, Unknown):
-                self.stats.unknown[decoded.type] = self.stats.unknown.get(decoded.type, 0) + 1
                 unknown += 1
             else:
                 events[decoded.subject].append(decoded)
         await self._retrying(events)
         applied = sum(len(batch) for batch in events.values())
-        self.stats.applied += applied
-        self.stats.rejected += len(rejected)
-        self.stats.threads += len(events)
         return Outcome(applied, unknown, rejected)
 
     async def _retrying(self, events: dict[str, list[Event]]) -> None:
