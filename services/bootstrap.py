@@ -37,6 +37,8 @@ async def bootstrap(settings: Settings) -> Services:
     database = client.get_database(
         settings.mongo_database, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
     )
-    store = MongoThreadStore(database)
+    info = await database.command("buildInfo")
+    # FerretDB names itself in buildInfo; its DocumentDB backend walks indexes one way only
+    store = MongoThreadStore(database, descending_indexes="ferretdb" in info)
     await store.ensure_indexes()
     return Services(settings, client, store, MongoKeyStore(database))

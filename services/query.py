@@ -1,12 +1,23 @@
-"""What a list request selects: filters, the caller's scope and keyset cursors. Pure; no I/O.
+"""What a list request selects and how its page is read: filters, scope, keyset cursors, and the
+index walks that serve it. Pure; no I/O.
 
 Threads are ordered by ``(created_at, id)``. A cursor is a thread id; its position in that
 order bounds the page, so a page deep in the list costs what the first page costs (no skip),
 and threads created meanwhile never shift the pages a client is walking.
+
+A page is read as one or more *streams*: index walks whose every field before the sort key is
+matched by equality. A request with several values for such a field (several organizations,
+deleted and not, pinned and not) reads one stream per combination of values, ``limit + 1``
+threads each, and the streams are merged here by ``(created_at, id)``. That keeps every walk
+an ordered index scan on MongoDB and on DocumentDB, whose planner sorts the matches as soon as
+a field before the sort key is matched by ``$in``.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,6 +25,12 @@ from typing import Any, Literal
 from pymongo import ASCENDING, DESCENDING
 
 Order = Literal["asc", "desc"]
+
+# filters a request may or may not carry; each combination of them has an index of its own
+OPTIONAL_FIELDS = ("user_id", "assistant_id", "workflow_id")
+# matched by equality on every stream, one value each
+STREAM_FIELDS = ("organization_id", "visible_in_ui", "is_deleted", "is_pinned")
+SORT_FIELDS = ("created_at", "_id")
 
 
 @dataclass(frozen=True)
@@ -48,13 +65,56 @@ class Position:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """How the store fetches one page: ``filter`` and ``sort``, ``limit + 1`` documents (the
-    extra one says whether there is more), reversed before returning when ``reverse``."""
+class ListIndex:
+    """The index that serves the streams whose optional filters are exactly ``leading``."""
 
-    filter: dict[str, Any]
-    sort: list[tuple[str, int]]
+    leading: tuple[str, ...]
+    descending: bool = False
+
+    @property
+    def name(self) -> str:
+        fields = "_".join(f.removesuffix("_id") for f in self.leading) or "org"
+        return f"list_{fields}" + ("_desc" if self.descending else "")
+
+    @property
+    def keys(self) -> list[tuple[str, int]]:
+        direction = DESCENDING if self.descending else ASCENDING
+        equal = [(f, ASCENDING) for f in (*self.leading, *STREAM_FIELDS)]
+        return equal + [(f, direction) for f in SORT_FIELDS]
+
+
+def list_indexes(descending_too: bool) -> list[ListIndex]:
+    """One index per combination of optional filters (and per direction when asked: a store
+    that cannot walk an index backwards needs both)."""
+    combinations = [
+        leading
+        for size in range(len(OPTIONAL_FIELDS) + 1)
+        for leading in itertools.combinations(OPTIONAL_FIELDS, size)
+    ]
+    directions = (False, True) if descending_too else (False,)
+    return [ListIndex(leading, d) for d in directions for leading in combinations]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the store reads one page: each of ``streams`` (filters) through ``index``, sorted
+    by ``sort``, ``limit + 1`` threads each; the streams merged in ``descending`` order, the
+    first ``limit + 1`` kept (the extra one says whether there is more), and the page
+    reversed before returning when ``reverse``. ``totals`` are the streams without cursors."""
+
+    streams: list[dict[str, Any]]
+    totals: list[dict[str, Any]]
+    leading: tuple[str, ...]
+    descending: bool
     reverse: bool
+
+    @property
+    def sort(self) -> list[tuple[str, int]]:
+        direction = DESCENDING if self.descending else ASCENDING
+        return [(f, direction) for f in SORT_FIELDS]
+
+    def index(self, descending_indexes: bool) -> ListIndex:
+        return ListIndex(self.leading, self.descending and descending_indexes)
 
 
 def visible_filter(scope: Scope) -> dict[str, Any]:
@@ -65,51 +125,87 @@ def visible_filter(scope: Scope) -> dict[str, Any]:
     return selected
 
 
-def match_filter(query: ThreadQuery, scope: Scope) -> dict[str, Any]:
-    """The threads the query's filters select within the scope, cursors aside.
-
-    Every field of the list indexes' prefix is constrained (``$in`` over both booleans where
-    the query leaves one open), so MongoDB walks the index in sort order, merging the
-    intervals, instead of sorting in memory.
-    """
-    selected = visible_filter(scope)
+def match_filters(query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
+    """The threads the query selects within the scope, cursors aside: one equality filter per
+    stream. Empty when the query names an organization outside the scope."""
+    organizations = scope.organization_ids
     if query.organization_id is not None:  # never wider than the scope, whoever calls
-        allowed = query.organization_id in scope.organization_ids
-        selected["organization_id"] = {"$in": [query.organization_id] if allowed else []}
-    selected["visible_in_ui"] = query.visible_in_ui
-    selected["is_deleted"] = {"$in": [False, True]} if query.include_deleted else False
-    selected["is_pinned"] = {"$in": [False, True]} if query.is_pinned is None else query.is_pinned
-    if query.assistant_id is not None:
-        selected["assistant_id"] = query.assistant_id
-    if query.workflow_id is not None:
-        selected["workflow_id"] = query.workflow_id
-    return selected
+        organizations = tuple(o for o in organizations if o == query.organization_id)
+    optional = {
+        "user_id": scope.user_id,
+        "assistant_id": query.assistant_id,
+        "workflow_id": query.workflow_id,
+    }
+    leading = {f: v for f, v in optional.items() if v is not None}
+    deleted = (False, True) if query.include_deleted else (False,)
+    pinned = (False, True) if query.is_pinned is None else (query.is_pinned,)
+    return [
+        {
+            **leading,
+            "organization_id": organization,
+            "visible_in_ui": query.visible_in_ui,
+            "is_deleted": is_deleted,
+            "is_pinned": is_pinned,
+        }
+        for organization in dict.fromkeys(organizations)
+        for is_deleted in deleted
+        for is_pinned in pinned
+    ]
 
 
 def plan(query: ThreadQuery, scope: Scope, after: Position | None, before: Position | None) -> Plan:
     """The page after ``after`` (forward), before ``before`` (backward), or between both."""
-    conditions = [match_filter(query, scope)]
+    totals = match_filters(query, scope)
     forward_descends = query.order == "desc"
+    bounds: list[dict[str, Any]] = []
     if after is not None:
-        conditions.append(_beyond(after, descending=forward_descends))
+        bounds.append(_beyond(after, descending=forward_descends))
     if before is not None:
-        conditions.append(_beyond(before, descending=not forward_descends))
+        bounds.append(_beyond(before, descending=not forward_descends))
     backward = before is not None and after is None
-    descending = forward_descends != backward
-    direction = DESCENDING if descending else ASCENDING
+    leading = tuple(f for f in OPTIONAL_FIELDS if f in (totals[0] if totals else {}))
     return Plan(
-        filter=conditions[0] if len(conditions) == 1 else {"$and": conditions},
-        sort=[("created_at", direction), ("_id", direction)],
+        streams=[_bounded(equal, bounds) for equal in totals],
+        totals=totals,
+        leading=leading,
+        descending=forward_descends != backward,
         reverse=backward,
     )
 
 
+def merge(
+    streams: Iterable[Iterable[dict[str, Any]]], descending: bool, count: int
+) -> list[dict[str, Any]]:
+    """The first ``count`` documents of ``streams`` (each already in list order) in list order."""
+    merged: Iterator[dict[str, Any]] = heapq.merge(
+        *streams, key=lambda d: (d["created_at"], d["_id"]), reverse=descending
+    )
+    return list(itertools.islice(merged, count))
+
+
+def _bounded(equal: dict[str, Any], bounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """``equal`` within every bound: the ranges on ``created_at`` become the index walk's bounds,
+    and the ties at a bound are settled by ``_id``."""
+    if not bounds:
+        return equal
+    selected: dict[str, Any] = {**equal, "created_at": {}}
+    ties = []
+    for bound in bounds:
+        selected["created_at"].update(bound["created_at"])
+        ties.append({"$or": bound["$or"]})
+    if len(ties) == 1:
+        selected.update(ties[0])
+    else:
+        selected["$and"] = ties
+    return selected
+
+
 def _beyond(position: Position, descending: bool) -> dict[str, Any]:
-    """Threads strictly past ``position`` when walking the order down (or up)."""
+    """Threads strictly past ``position`` when walking the order down (or up): a range on
+    ``created_at`` that includes the position's own instant, and among the threads of that
+    instant only those past its id."""
     op = "$lt" if descending else "$gt"
     return {
-        "$or": [
-            {"created_at": {op: position.created_at}},
-            {"created_at": position.created_at, "_id": {op: position.id}},
-        ]
+        "created_at": {op + "e": position.created_at},
+        "$or": [{"created_at": {op: position.created_at}}, {"_id": {op: position.id}}],
     }

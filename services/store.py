@@ -7,33 +7,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, InsertOne, UpdateOne
+from pymongo import IndexModel, InsertOne, UpdateOne
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
 from services.projection import ThreadState
-from services.query import Position, Scope, ThreadQuery, match_filter, plan, visible_filter
-
-
-def _list_index(name: str, *leading: str) -> IndexModel:
-    """Equality fields first, then the sort: a page is an ordered walk of the index."""
-    fields = (*leading, "organization_id", "visible_in_ui", "is_deleted", "is_pinned")
-    keys = [(f, ASCENDING) for f in fields] + [("created_at", ASCENDING), ("_id", ASCENDING)]
-    return IndexModel(keys, name=name)
-
-
-# service keys, user keys, and the two selective filters; each serves both orders
-LIST_INDEXES = [
-    _list_index("list_by_org"),
-    _list_index("list_by_user", "user_id"),
-    _list_index("list_by_assistant", "assistant_id"),
-    _list_index("list_by_workflow", "workflow_id"),
-]
-
-
-WRITE_CHUNK = 32
-WRITE_PARALLELISM = 1
+from services.query import (
+    Plan,
+    Position,
+    Scope,
+    ThreadQuery,
+    list_indexes,
+    merge,
+    plan,
+    visible_filter,
+)
 
 
 class CursorNotFound(Exception):
@@ -62,13 +52,28 @@ class Page:
 
 
 class MongoThreadStore:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+    """The threads collection.
+
+    Args:
+        database: where it lives.
+        descending_indexes: keep a descending copy of each list index, for a store that cannot
+            walk an index backwards (DocumentDB, under FerretDB); MongoDB walks one either way.
+    """
+
+    def __init__(
+        self, database: AsyncDatabase[dict[str, Any]], descending_indexes: bool = False
+    ) -> None:
         self.threads = database["threads"]
+        self.descending_indexes = descending_indexes
 
     async def ensure_indexes(self) -> None:
-        """Create the indexes the queries need; a no-op when they exist."""
-        for index in LIST_INDEXES:  # one per command: FerretDB panics re-creating several at once
-            await self.threads.create_indexes([index])
+        """Create the indexes the queries need and drop list indexes no query uses any more."""
+        wanted = list_indexes(self.descending_indexes)
+        names = {index.name for index in wanted}
+        async for existing in await self.threads.list_indexes():
+            if existing["name"].startswith("list_") and existing["name"] not in names:
+                await self.threads.drop_index(existing["name"])
+        await self.threads.create_indexes([IndexModel(i.keys, name=i.name) for i in wanted])
 
     async def load(self, thread_ids: Sequence[str]) -> dict[str, Stored]:
         """The stored state of each of ``thread_ids`` that exists, with its revision."""
@@ -80,31 +85,25 @@ class MongoThreadStore:
     async def save(self, writes: Sequence[tuple[ThreadState, int | None]]) -> None:
         """Write each state if its document is still at the given revision (None: absent).
 
-        One round trip for the whole batch. Raises :class:`WriteConflict` when any write was
-        refused; some others may have been applied, so the caller reloads and refolds.
+        One round trip for the whole batch, each write found by ``_id``. Raises
+        :class:`WriteConflict` when any write was refused; some others may have been applied,
+        so the caller reloads and refolds.
         """
+        if not writes:
+            return
         operations: list[InsertOne[dict[str, Any]] | UpdateOne] = []
         for state, rev in writes:
             document = to_document(state, 1 if rev is None else rev + 1)
             if rev is None:
                 operations.append(InsertOne(document))
-            else:  # $set of every field: the same as a replacement, and 3x faster on FerretDB
+            else:  # $set of every field: the same as a replacement
                 del document["_id"]
                 operations.append(UpdateOne({"_id": state.id, "rev": rev}, {"$set": document}))
-        # in chunks, one at a time: FerretDB 1.24 (PostgreSQL) hangs for good once more than
-        # ~50 update statements are in flight, in one command or in parallel ones
-        chunks = [operations[i : i + WRITE_CHUNK] for i in range(0, len(operations), WRITE_CHUNK)]
-        limit = asyncio.Semaphore(WRITE_PARALLELISM)
-
-        async def write(chunk: list[InsertOne[dict[str, Any]] | UpdateOne]) -> int:
-            async with limit:
-                result = await self.threads.bulk_write(chunk, ordered=False)
-                return result.inserted_count + result.matched_count
-
         try:
-            matched = sum(await asyncio.gather(*(write(chunk) for chunk in chunks)))
+            result = await self.threads.bulk_write(operations, ordered=False)
         except (BulkWriteError, DuplicateKeyError) as exc:
             raise WriteConflict(str(exc)) from exc
+        matched = result.inserted_count + result.matched_count
         if matched != len(operations):
             raise WriteConflict(
                 f"{len(operations) - matched} of the batch's threads changed under us"
@@ -116,18 +115,37 @@ class MongoThreadStore:
         Raises:
             CursorNotFound: ``after`` or ``before`` names no thread the scope may see.
         """
-        after = await self._position(query.after, scope, "after")
-        before = await self._position(query.before, scope, "before")
-        chosen = plan(query, scope, after, before)
-        cursor = self.threads.find(chosen.filter, VIEW_PROJECTION).sort(chosen.sort)
-        documents = await cursor.limit(query.limit + 1).to_list()
+        chosen = await self._plan(query, scope)
+        count = query.limit + 1
+        streams = await asyncio.gather(
+            *(self._walk(chosen, s).limit(count).to_list() for s in chosen.streams)
+        )
+        documents = merge(streams, chosen.descending, count)
         data = [view_from_document(d) for d in documents[: query.limit]]
         if chosen.reverse:
             data.reverse()
         total = None
         if query.include_total:
-            total = await self.threads.count_documents(match_filter(query, scope))
+            hint = chosen.index(self.descending_indexes).name
+            counts = [self.threads.count_documents(s, hint=hint) for s in chosen.totals]
+            total = sum(await asyncio.gather(*counts))
         return Page(data=data, has_more=len(documents) > query.limit, total=total)
+
+    async def explain(self, query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
+        """The store's plan for each stream of the page, as ``page`` reads it."""
+        chosen = await self._plan(query, scope)
+        walks = [self._walk(chosen, s).limit(query.limit + 1) for s in chosen.streams]
+        return [await walk.explain() for walk in walks]
+
+    async def _plan(self, query: ThreadQuery, scope: Scope) -> Plan:
+        after = await self._position(query.after, scope, "after")
+        before = await self._position(query.before, scope, "before")
+        return plan(query, scope, after, before)
+
+    def _walk(self, chosen: Plan, stream: dict[str, Any]) -> AsyncCursor[dict[str, Any]]:
+        """One stream: an ordered walk of the index its filters match by equality."""
+        index = chosen.index(self.descending_indexes).name
+        return self.threads.find(stream, VIEW_PROJECTION).sort(chosen.sort).hint(index)
 
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""

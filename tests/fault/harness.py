@@ -8,8 +8,14 @@ from typing import Any
 
 from services.bootstrap import Services
 from services.documents import from_document
+from services.projection import view
+from services.query import Scope, ThreadQuery
 from services.settings import Settings
+from tests.families import assert_every_family_answers_exactly
+from tests.families import expected as listed_ids
 from tests.kafka import lag, read_all
+
+ORGS = tuple(f"org_{n}" for n in range(5))  # tests.fault.logs' organizations
 
 
 async def wait_for_no_lag(settings: Settings, deadline: float) -> int:
@@ -30,6 +36,21 @@ async def assert_view_is_the_fold_of_the_log(services: Services, expected: dict[
     assert not missing and not extra, f"missing {sorted(missing)[:5]}, extra {sorted(extra)[:5]}"
     wrong = [t for t, state in expected.items() if from_document(stored[t]) != state]
     assert not wrong, f"{len(wrong)} threads differ from the reference, e.g. {wrong[:3]}"
+    await assert_every_list_query_answers(services, [view(s) for s in expected.values()])
+
+
+async def assert_every_list_query_answers(services: Services, views: list[dict[str, Any]]) -> None:
+    """After crashes and outages the indexes still serve every request family, exactly."""
+    listed = listed_ids(views, ThreadQuery(), Scope(ORGS))
+    await assert_every_family_answers_exactly(
+        services,
+        views,
+        ORGS,
+        user="usr_1",
+        assistant="asst_1",
+        workflow="wf_1",
+        cursor=listed[len(listed) // 2],
+    )
 
 
 async def assert_dead_letters_are_the_poison(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +13,7 @@ from services.bootstrap import Services
 from services.projection import Creation, Register, Stamp, ThreadState, view
 from services.query import Scope, ThreadQuery
 from services.store import Page
+from tests.families import expected as listed
 
 pytestmark = pytest.mark.integration
 
@@ -70,25 +70,7 @@ queries = st.builds(
 
 
 def expected(states: list[ThreadState], query: ThreadQuery, scope: Scope) -> list[str]:
-    """The reference: filter the views in Python and sort them by (created_at, id)."""
-    orgs = set(scope.organization_ids)
-    if query.organization_id is not None:
-        orgs &= {query.organization_id}
-
-    def selected(v: dict[str, Any]) -> bool:
-        return (
-            v["organization_id"] in orgs
-            and scope.user_id in (None, v["user_id"])
-            and v["visible_in_ui"] == query.visible_in_ui
-            and (query.include_deleted or not v["is_deleted"])
-            and query.is_pinned in (None, v["is_pinned"])
-            and query.assistant_id in (None, v["assistant_id"])
-            and query.workflow_id in (None, v["workflow_id"])
-        )
-
-    views = sorted((view(s) for s in states), key=lambda v: (v["created_at"], v["id"]))
-    ids = [v["id"] for v in views if selected(v)]
-    return ids[::-1] if query.order == "desc" else ids
+    return listed([view(s) for s in states], query, scope)
 
 
 async def fresh(services: Services, states: list[ThreadState]) -> None:
