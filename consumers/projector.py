@@ -62,7 +62,7 @@ async def no_decoding(message: StreamMessage[Records]) -> None:
 class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Before giving partitions up, let the batch in flight finish and commit, so that the
     next owner starts from its committed offsets and no two processes write one thread at
-    once (FerretDB's conditional update is not atomic). Waits on an event, not a lock shared
+    once (each would keep refolding on the other's revision). Waits on an event, not a lock shared
     with the fetch loop, so it cannot deadlock; gives up after ``timeout`` seconds."""
 
     def __init__(self, idle: asyncio.Event, timeout: float) -> None:

@@ -3,8 +3,9 @@
 The document holds the view fields the API reads and filters on (flat, indexable), and beside
 them what the fold needs to go on: the stamp of every register (``clock``) and the set of
 message ids. Metadata is stored as a list of ``{k, v}`` pairs because its keys come from
-producers and may contain ``.`` or start with ``$``, which FerretDB (and older MongoDB) reject
-as field names.
+producers and may contain ``.`` or start with ``$``: MongoDB accepts such names on inserts but
+refuses some of them in updates (our writes are ``$set``), and discourages them; as values of
+``{k, v}`` pairs they are plain data on every server.
 """
 
 from __future__ import annotations
