@@ -60,9 +60,8 @@ async def test_crashes_restarts_and_two_consumers_change_nothing(
             )
         if kill == 4 and second is not None:
             second.kill()
-    # FerretDB loads a batch's threads by scanning the collection, so catching up slows as the
-    # collection grows: allow about 20 records a second, and never less than 10 minutes
-    catch_up = max(600.0, len(log.records) / 20)
+    # a generous deadline: the projector applies a few thousand records a second (bench/)
+    catch_up = max(300.0, len(log.records) / 50)
     remaining = await wait_for_no_lag(settings, time.monotonic() + catch_up)
     assert remaining == 0, f"{remaining} records not committed\n{primary.output()[-3000:]}"
 
