@@ -16,7 +16,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

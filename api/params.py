@@ -27,7 +27,7 @@ CursorId = Annotated[str, Query(min_length=1, max_length=128)]
 FilterId = Annotated[str, Query(min_length=1, max_length=128)]
 
 
-def list_params(
+async def list_params(
     limit: Annotated[int, Query(ge=1, le=100, description="Number of threads, 1-100.")] = 20,
     order: Annotated[
         Order, Query(description="asc (oldest first) or desc (newest first).")

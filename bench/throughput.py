@@ -1,78 +1,352 @@
-"""Events per second applied end to end: threadview's projector against the simplest one.
+"""Events per second applied end to end, threadview's projector against the simplest one, with
+the store already holding K unrelated threads.
 
-    python -m bench.throughput [--threads 300]
+    python -m bench.throughput [--sizes 300,3000,30000] [--threads 1000] [--rounds 1] [--cap 60]
 
-Publishes one generated log (retries, disorder, poison) to a fresh topic, then runs each
-projector as its own process, one after the other, on the same broker and store, each with its
-own consumer group and database, and times it from start until its group has committed the
-whole topic. Prints both figures and their ratio.
+Publishes one generated log (tests/fault/logs.py: retries, disorder, poison) to a fresh topic.
+Then, for each size K and each round, runs threadview's projector (``consumers.projector``)
+and the naive one (``bench.naive_projector``: one store read and one write per event,
+FastStream defaults), alternating, each as its own process with its own consumer group and a
+fresh database. Before a run, ``bootstrap`` creates that database's indexes and K thread
+documents are inserted (ids unlike the log's, in the log's organizations), so the projector
+writes into a collection of that size, as in production.
+
+A run lasts from the process start until its group has committed the whole topic, or until
+``--cap`` seconds after its first commit (the naive projector would need many minutes for the
+whole log; its rate is steady). The group's lag is polled every 50 ms. The figure reported is
+the steady rate: the records committed between the group's first commit seen and its last,
+over the time between them (start-up, group join and the first batch left out; both ends are
+commits, so the naive projector's 5 s auto-commit interval costs no precision); the rate
+from the process start, start-up included, is printed beside it. Prints the figures side by
+side with the goals (threadview's throughput at the largest size within 1.5x of that at the
+smallest; threadview >= 10x the naive projector); never asserts them. Every run's database
+and, at the end, the topics are dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import re
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pymongo import AsyncMongoClient
+
+from bench.families import documents
+from bench.stats import fmt, machine, median, ratio
+from services.bootstrap import bootstrap
 from services.settings import Settings
 from tests.conftest import settings_env
 from tests.fault.logs import generate
 from tests.kafka import create_topic, lag, produce
 
+ROOT = Path(__file__).resolve().parent.parent
+PROJECTORS = {"threadview": "consumers.projector", "naive": "bench.naive_projector"}
+LOG_ORGS = tuple(f"org_{n}" for n in range(5))  # generate()'s organizations
+PARTITIONS = 6
+CHUNK = 1000
+BATCH_LOG = re.compile(r"batch of (\d+):.* store (\d+) ms, commit (\d+) ms")
+GOAL_FLAT, GOAL_NAIVE = 1.5, 10.0
 
-async def run(module: str, settings: Settings, records: int) -> float:
-    env = settings_env(settings)
+
+@dataclass
+class Run:
+    steady: float  # events/s from the first commit to the last
+    wall: float  # events/s from the process start
+    startup: float  # s until the first commit was seen
+    elapsed: float  # s from the process start to the last commit
+    done: int  # records committed (fewer than the log's when stopped at the cap)
+    prefill: float  # s to insert the K documents
+    store_ms: float  # median store time per batch (threadview only, from its log)
+    batch: float  # median records per batch (threadview only)
+
+
+class Progress:
+    """The group's committed position on the topic, polled with long-lived clients (the same
+    sum as tests.kafka.lag, without a new connection per poll)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        self.ends: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        await self.admin.start()
+        await self.consumer.start()
+        described = await self.admin.describe_topics([self.topic])
+        partitions = [
+            TopicPartition(self.topic, p["partition"]) for p in described[0]["partitions"]
+        ]
+        self.ends = await self.consumer.end_offsets(partitions)
+
+    @property
+    def total(self) -> int:
+        return sum(self.ends.values())
+
+    async def lag(self, group: str) -> int:
+        """Records the group has not committed; the whole topic while its coordinator is not
+        known yet (a new group on a fresh broker)."""
+        try:
+            committed = await self.admin.list_consumer_group_offsets(group)
+        except KafkaError:
+            await asyncio.sleep(0.2)
+            return self.total
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0) for tp, end in self.ends.items()
+        )
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.admin.close()
+
+
+async def prefill(settings: Settings, size: int, seed: int) -> float:
+    """Indexes first (bootstrap, as production starts), then ``size`` unrelated threads."""
     started = time.perf_counter()
-    process = subprocess.Popen(  # noqa: ASYNC220 - runs for the whole measurement
-        [sys.executable, "-m", module],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    services = await bootstrap(settings)
     try:
-        while (
-            await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group) > 0
-        ):
-            if process.poll() is not None:
-                raise RuntimeError(f"{module} exited")
-            await asyncio.sleep(0.25)
-        return records / (time.perf_counter() - started)
+        chunk: list[dict[str, Any]] = []
+        for document in documents(size, seed=seed, prefix="thrd_pre_", orgs=LOG_ORGS):
+            chunk.append(document)
+            if len(chunk) == CHUNK:
+                await services.store.threads.insert_many(chunk)
+                chunk = []
+        if chunk:
+            await services.store.threads.insert_many(chunk)
+        count = await services.store.threads.count_documents({})
+        assert count == size, f"prefilled {count} threads, not {size}"
     finally:
-        process.terminate()
-        process.wait()
+        await services.close()
+    return time.perf_counter() - started
+
+
+async def drop(settings: Settings) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+    try:
+        await client.drop_database(settings.mongo_database)
+    finally:
+        await client.close()
+
+
+@dataclass
+class Timeline:
+    started: float
+    commits: list[tuple[float, int]]  # (when seen, lag) each time the lag went down
+    finished: bool  # the whole topic committed (else stopped at the cap)
+
+
+async def run(
+    module: str, settings: Settings, progress: Progress, log: Path, cap: float, patience: float
+) -> Timeline:
+    """Runs ``module`` until its group has committed the topic, or ``cap`` seconds after its
+    first commit, noting every commit seen."""
+    group = settings.consumer_group
+    with log.open("wb") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(  # noqa: ASYNC220 - runs for the whole measurement
+            [sys.executable, "-m", module],
+            env=settings_env(settings),
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        commits: list[tuple[float, int]] = []
+        try:
+            while True:
+                left = await progress.lag(group)
+                now = time.perf_counter()
+                if left < (commits[-1][1] if commits else progress.total):
+                    commits.append((now, left))
+                if left == 0:
+                    return Timeline(started, commits, True)
+                if commits and now - commits[0][0] > cap:
+                    return Timeline(started, commits, False)
+                if process.poll() is not None:
+                    raise RuntimeError(f"{module} exited:\n{_tail(log)}")
+                if now - started > patience:
+                    raise RuntimeError(f"{module} still {left} records behind after {patience}s")
+                await asyncio.sleep(0.05)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:]
+
+
+def batches(log: Path) -> tuple[float, float]:
+    """Median store milliseconds and records per batch, from the projector's batch log."""
+    found = [m.groups() for m in BATCH_LOG.finditer(log.read_text(errors="replace"))]
+    return median([float(s) for _, s, _ in found]), median([float(n) for n, _, _ in found])
+
+
+async def measure(
+    name: str, settings: Settings, size: int, progress: Progress, logs: Path, args: Any
+) -> Run:
+    try:
+        filled = await prefill(settings, size, seed=size)
+        log = logs / f"{settings.mongo_database}.log"
+        timeline = await run(PROJECTORS[name], settings, progress, log, args.cap, args.patience)
+        if timeline.finished:  # every record committed, by the tests' own count too
+            left = await lag(
+                settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
+            )
+            assert left == 0, f"{settings.consumer_group} is {left} records behind"
+        (first, first_lag), (last, last_lag) = timeline.commits[0], timeline.commits[-1]
+        total, started = progress.total, timeline.started
+        done = total - last_lag
+        steady = (
+            (first_lag - last_lag) / (last - first) if last > first else done / (last - started)
+        )
+        store_ms, batch = batches(log) if name == "threadview" else (float("nan"),) * 2
+        return Run(
+            steady,
+            done / (last - started),
+            first - started,
+            last - started,
+            done,
+            filled,
+            store_ms,
+            batch,
+        )
+    finally:
+        await drop(settings)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--threads", type=int, default=300)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", default="300,3000,30000", help="threads already stored")
+    parser.add_argument("--threads", type=int, default=1000, help="threads in the log")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each projector per size")
+    parser.add_argument("--mongo-url", default=Settings().mongo_url)
+    parser.add_argument("--kafka", default=Settings().kafka_bootstrap_servers)
+    parser.add_argument(
+        "--cap",
+        type=float,
+        default=60,
+        help="stop a run this many seconds after its first commit (the naive projector)",
+    )
+    parser.add_argument("--patience", type=float, default=600, help="longest run, seconds")
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
     run_id = uuid4().hex[:8]
-    base = Settings(topic=f"bench.{run_id}.threads.events", dlq_topic=f"bench.{run_id}.dlq")
+    base = Settings(
+        kafka_bootstrap_servers=args.kafka,
+        mongo_url=args.mongo_url,
+        topic=f"bench.{run_id}.threads.events",
+        dlq_topic=f"bench.{run_id}.dlq",
+        topic_partitions=PARTITIONS,
+    )
+    logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     log = generate(seed=11, threads=args.threads)
-    await create_topic(base.kafka_bootstrap_servers, base.topic, 6)
-    await produce(base.kafka_bootstrap_servers, base.topic, log.records)
-    print(f"{len(log.records)} records, {args.threads} threads, topic {base.topic}")
-    results = {}
-    for name, module in (
-        ("threadview (batched)", "consumers.projector"),
-        ("simplest (per event)", "bench.naive_projector"),
-    ):
-        settings = base.model_copy(
-            update={
-                "consumer_group": f"bench-{run_id}-{module}",
-                "mongo_database": f"bench_{run_id}_{len(results)}",
-            }
+    await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
+    progress = Progress(base.kafka_bootstrap_servers, base.topic)
+    results: dict[int, dict[str, list[Run]]] = {k: {n: [] for n in PROJECTORS} for k in sizes}
+    try:
+        await produce(base.kafka_bootstrap_servers, base.topic, log.records)
+        await progress.start()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(base.mongo_url)
+        try:
+            info = await client.admin.command("buildInfo")
+        finally:
+            await client.close()
+        backend = (
+            f"FerretDB {info['ferretdb'].get('version', '?')}"
+            if "ferretdb" in info
+            else f"MongoDB {info['version']}"
         )
-        results[name] = await run(module, settings, len(log.records))
-    print(f"\n{'projector':<24}{'events/s':>10}")
-    for name, rate in results.items():
-        print(f"{name:<24}{rate:>10.0f}")
-    fast, slow = results.values()
-    print(f"ratio: {fast / slow:.1f}x")
+        print(
+            f"{backend}; {progress.total} records ({args.threads} threads) on {PARTITIONS} "
+            f"partitions, topic {base.topic}; {machine()}; projector logs in {logs}",
+            flush=True,
+        )
+        for size in sizes:
+            for round_ in range(args.rounds):
+                for name in PROJECTORS:
+                    settings = base.model_copy(
+                        update={
+                            "consumer_group": f"bench-{run_id}-{name}-{size}-{round_}",
+                            "mongo_database": f"bench_{run_id}_{name}_{size}_{round_}",
+                        }
+                    )
+                    result = await measure(name, settings, size, progress, logs, args)
+                    results[size][name].append(result)
+                    print(
+                        f"  {size:>6} stored, {name:<10} {result.steady:>7.0f} events/s steady, "
+                        f"{result.wall:>7.0f} overall ({result.done} records in "
+                        f"{result.elapsed:.1f}s, first commit after {result.startup:.1f}s; "
+                        f"prefill {result.prefill:.1f}s)",
+                        flush=True,
+                    )
+        report(results, args)
+    finally:
+        await progress.stop()
+        admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            gone = [t for t in (base.topic, base.dlq_topic) if t in existing]
+            if gone:
+                await admin.delete_topics(gone)
+        finally:
+            await admin.close()
+
+
+def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -> None:
+    def rate(size: int, name: str, attribute: str = "steady") -> float:
+        return median([getattr(r, attribute) for r in results[size][name]])
+
+    print(
+        f"\nevents/s, median of {args.rounds} round(s); steady = between the first commit and the "
+        f"last (runs stopped {args.cap:.0f}s after their first commit); overall = from the "
+        "process start; store ms = threadview's median store time per batch"
+    )
+    header = (
+        f"{'stored':>8}{'threadview':>12}{'naive':>10}{'ratio':>9}"
+        f"{'tv overall':>12}{'naive overall':>15}{'store ms':>10}{'batch':>7}"
+        f"  goal >= {GOAL_NAIVE:.0f}x"
+    )
+    print(header)
+    print("-" * len(header))
+    for size in results:
+        fast, slow = rate(size, "threadview"), rate(size, "naive")
+        times = ratio(fast, slow)
+        overall = rate(size, "threadview", "wall"), rate(size, "naive", "wall")
+        batch = rate(size, "threadview", "store_ms"), rate(size, "threadview", "batch")
+        print(
+            f"{size:>8}{fmt(fast, 12, 0)}{fmt(slow, 10, 0)}{fmt(times, 9, 1, 'x')}"
+            f"{fmt(overall[0], 12, 0)}{fmt(overall[1], 15, 0)}"
+            f"{fmt(batch[0], 10, 0)}{fmt(batch[1], 7, 0)}"
+            f"  {'ok' if times >= GOAL_NAIVE else 'MISS'}"
+        )
+    smallest, largest = min(results), max(results)
+    flat = ratio(rate(largest, "threadview"), rate(smallest, "threadview"))
+    print(
+        f"threadview at {largest} / at {smallest} stored: {flat:.2f}x "
+        f"(goal: within {GOAL_FLAT}x, i.e. >= {1 / GOAL_FLAT:.2f}x) "
+        f"{'ok' if flat >= 1 / GOAL_FLAT else 'MISS'}"
+    )
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
