@@ -138,8 +138,15 @@ class MongoThreadStore:
         return [await walk.explain() for walk in walks]
 
     async def _plan(self, query: ThreadQuery, scope: Scope) -> Plan:
-        after = await self._position(query.after, scope, "after")
-        before = await self._position(query.before, scope, "before")
+        after, before = await asyncio.gather(  # both cursors looked up at once
+            self._position(query.after, scope, "after"),
+            self._position(query.before, scope, "before"),
+            return_exceptions=True,
+        )
+        for found in (after, before):  # a bad `after` is reported first
+            if isinstance(found, BaseException):
+                raise found
+        assert not isinstance(after, BaseException) and not isinstance(before, BaseException)
         return plan(query, scope, after, before)
 
     def _walk(
