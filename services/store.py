@@ -10,7 +10,7 @@ from typing import Any
 from pymongo import IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
 from services.projection import ThreadState
@@ -24,6 +24,8 @@ from services.query import (
     plan,
     visible_filter,
 )
+
+INDEX_NOT_FOUND = 27
 
 
 class CursorNotFound(Exception):
@@ -66,13 +68,31 @@ class MongoThreadStore:
         self.threads = database["threads"]
         self.descending_indexes = descending_indexes
 
-    async def ensure_indexes(self) -> None:
-        """Create the indexes the queries need and drop list indexes no query uses any more."""
+    async def ensure_indexes(self, attempts: int = 5) -> None:
+        """Create the indexes the queries need and drop list indexes no query uses any more.
+
+        Idempotent, so processes starting together may all run it; on FerretDB their DDL can
+        deadlock in PostgreSQL, and the loser tries again.
+        """
+        for attempt in range(attempts):
+            try:
+                await self._ensure_indexes()
+                return
+            except OperationFailure:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _ensure_indexes(self) -> None:
         wanted = list_indexes(self.descending_indexes)
         names = {index.name for index in wanted}
         async for existing in await self.threads.list_indexes():
             if existing["name"].startswith("list_") and existing["name"] not in names:
-                await self.threads.drop_index(existing["name"])
+                try:
+                    await self.threads.drop_index(existing["name"])
+                except OperationFailure as exc:
+                    if exc.code != INDEX_NOT_FOUND:  # else another process dropped it first
+                        raise
         await self.threads.create_indexes([IndexModel(i.keys, name=i.name) for i in wanted])
 
     async def load(self, thread_ids: Sequence[str]) -> dict[str, Stored]:
