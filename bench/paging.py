@@ -34,12 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.cases import LIMIT, Case, cases_of, problems
 from bench.families import (
     FAMILIES,
     GENERATION,
@@ -51,111 +51,18 @@ from bench.families import (
     scope_of,
     url_params,
 )
-from bench.stats import fmt, machine, percentile, ratio
+from bench.report import plan_shape, report
 from services.bootstrap import Services, bootstrap
-from services.query import ThreadQuery, match_filters
+from services.query import ThreadQuery
 from services.settings import Settings
 from tests.conftest import settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_paging"
 SEED = 7
-LIMIT, DEPTH = 20, 500  # page 501: after the 10,000th thread
 CHUNK = 2000
-GOAL_MS, GOAL_RATIO = 25.0, 1.5
 MAX_FAILURES = 3  # failed requests before a case is given up
 FLOOR = Family("floor: one thread by id", "svc big", ThreadQuery(), deep=False)
-
-
-@dataclass
-class Case:
-    family: Family
-    label: str
-    deep: bool
-    query: ThreadQuery
-    want: list[str]
-    want_more: bool
-    want_total: int | None
-    driver: list[float] = field(default_factory=list)  # ms
-    api: list[float] = field(default_factory=list)  # ms
-    spent: float = 0.0  # s, both ways, warm-up included
-    error: str | None = None  # a wrong answer, or too many failed requests: not timed further
-    failures: list[str] = field(default_factory=list)  # failed requests (a store restart ...)
-    kind: str = "list"  # "get": GET /v1/threads/{id}, the floor under every list request
-    checked: bool = False  # both answers compared with the reference once
-
-    @property
-    def streams(self) -> int:
-        """Index walks the store reads the page with."""
-        return (
-            len(match_filters(self.query, scope_of(self.family.key))) if self.kind == "list" else 1
-        )
-
-    @property
-    def name(self) -> str:
-        return f"{self.family.name} | {self.label}"
-
-
-def cases_of(family: Family, full: list[str]) -> list[Case]:
-    """Page 1 and, for a deep family, its page 501 (or deepest page) three ways."""
-    query = replace(family.query, limit=LIMIT)
-    total = len(full) if query.include_total else None
-    made = [Case(family, "1", False, query, full[:LIMIT], len(full) > LIMIT, total)]
-    # the page starts at full[start]; `before` needs the thread right after the page
-    start = min(DEPTH * LIMIT, (len(full) - LIMIT - 1) // LIMIT * LIMIT)
-    if not family.deep or start < LIMIT:
-        return made
-    page = f"{start // LIMIT + 1}" + ("" if start == DEPTH * LIMIT else " (deepest)")
-    want = full[start : start + LIMIT]
-    upper = min(start + 2 * LIMIT, len(full) - 1)  # a window wider than the page
-    made += [
-        Case(
-            family,
-            f"{page} after",
-            True,
-            replace(query, after=full[start - 1]),
-            want,
-            len(full) > start + LIMIT,
-            total,
-        ),
-        Case(
-            family,
-            f"{page} before",
-            True,
-            replace(query, before=full[start + LIMIT]),
-            want,
-            True,
-            total,
-        ),
-        Case(
-            family,
-            f"{page} after+before",
-            True,
-            replace(query, after=full[start - 1], before=full[upper]),
-            full[start : min(start + LIMIT, upper)],
-            upper - start > LIMIT,
-            total,
-        ),
-    ]
-    return made
-
-
-def problems(case: Case, ids: list[str], has_more: bool, total: int | None) -> list[str]:
-    found = []
-    if ids != case.want:
-        first = next(
-            (i for i, (a, b) in enumerate(zip(ids, case.want, strict=False)) if a != b), None
-        )
-        found.append(
-            f"ids differ (got {len(ids)}, want {len(case.want)}; first difference at {first}: "
-            f"got {ids[first] if first is not None else ids[len(case.want) :][:1]}, "
-            f"want {case.want[first] if first is not None else case.want[len(ids) :][:1]})"
-        )
-    if has_more != case.want_more:
-        found.append(f"has_more {has_more}, want {case.want_more}")
-    if total != case.want_total:
-        found.append(f"total {total}, want {case.want_total}")
-    return found
 
 
 async def load(services: Services, count: int) -> list[Row]:
@@ -304,95 +211,6 @@ class Bench:
                 found.append("API and driver list different ids")
             if found:
                 case.error = "WRONG ANSWER: " + "; ".join(found)
-
-
-def row_of(case: Case, first: Case | None) -> tuple[str, bool]:
-    d50, d99 = percentile(case.driver, 50), percentile(case.driver, 99)
-    a50, a99 = percentile(case.api, 50), percentile(case.api, 99)
-    deep = ratio(a50, percentile(first.api, 50)) if case.deep and first else float("nan")
-    misses = []
-    if not a50 <= GOAL_MS:
-        misses.append(f"p50>{GOAL_MS:.0f}ms")
-    if case.deep and not deep <= GOAL_RATIO:
-        misses.append(f"deep>{GOAL_RATIO}x")
-    mark = "MISS " + ",".join(misses) if misses else "ok"
-    if case.error:
-        mark = "ERROR"
-    elif case.failures:
-        mark += f" ({len(case.failures)} failed)"
-    text = (
-        f"{case.family.name:<32}{case.label:<26}{case.streams:>4}{len(case.api):>4}"
-        f"{fmt(d50, 9)}{fmt(d99, 9)}{fmt(a50, 9)}{fmt(a99, 9)}"
-        f"{fmt(deep, 8, 2, 'x')}{fmt(ratio(a50, d50), 8, 2, 'x')}  {mark}"
-    )
-    return text, bool(misses) or bool(case.error)
-
-
-def report(cases: list[Case], backend: str, args: argparse.Namespace, took: float) -> int:
-    header = (
-        f"{'family':<32}{'page':<26}{'str':>4}{'n':>4}{'drv p50':>9}{'drv p99':>9}{'API p50':>9}"
-        f"{'API p99':>9}{'deep/p1':>8}{'API/drv':>8}  goal"
-    )
-    print(f"\n{backend}; {args.threads} threads; {args.runs} runs; limit {LIMIT}; {machine()}")
-    print(
-        "times in ms; str = index walks (streams) per page; n = timed runs; deep/p1 = API p50 "
-        "of the deep page / of the family's page 1; key 'svc org_big' unless the family names "
-        "5 orgs or a user"
-    )
-    print(f"goal: API p50 <= {GOAL_MS:.0f} ms and page {DEPTH + 1} within {GOAL_RATIO}x of page 1")
-    print(header)
-    print("-" * len(header))
-    firsts = {c.family.name: c for c in cases if c.label == "1"}
-    missed = failed = 0
-    totals = [c for c in cases if c.query.include_total]
-    floors = [c for c in cases if c.kind == "get"]
-    for case in [c for c in cases if c not in totals and c not in floors]:
-        text, miss = row_of(case, firsts.get(case.family.name))
-        print(text)
-        missed += miss
-        failed += case.error is not None
-    if totals:
-        print("\ninclude_total (counts every match, page 1 only; reported apart from paging):")
-        for case in totals:
-            text, _ = row_of(case, None)
-            print(text)
-            failed += case.error is not None
-    if floors:
-        print("\nthe floor: one thread by id (driver: store.get; API: GET /v1/threads/{id}):")
-        for case in floors:
-            print(row_of(case, None)[0])
-            failed += case.error is not None
-    paged = len(cases) - len(totals) - len(floors)
-    print(f"\n{missed} of {paged} paging rows miss the goal; took {took / 60:.1f} min")
-    for case in cases:
-        for failure in case.failures:
-            print(f"  {case.name}: failed request at {failure}")
-        if case.error:
-            print(f"  {case.name}: {case.error}")
-        elif len(case.api) < args.runs and not case.failures:
-            print(f"  {case.name}: only {len(case.api)} runs (over the {args.case_budget}s budget)")
-    return 1 if failed else 0
-
-
-def plan_shape(node: Any) -> str:
-    """An explain() tree as one line: PostgreSQL nodes (FerretDB on DocumentDB) or MongoDB
-    stages, each with its index, e.g. ``Limit > Index Scan(list_org_desc)``."""
-    if not isinstance(node, dict):
-        return "?"
-    if "queryPlanner" in node:
-        planner = node["queryPlanner"]
-        return plan_shape(planner.get("Plan") or planner.get("winningPlan") or planner)
-    name = node.get("Node Type") or node.get("stage") or "?"
-    index = node.get("Index Name") or node.get("indexName")
-    if index:
-        name += f"({index})"
-    children = node.get("Plans") or node.get("inputStages") or []
-    if "inputStage" in node:
-        children = [node["inputStage"]]
-    if not children:
-        return name
-    inner = [plan_shape(c) for c in children]
-    return f"{name} > " + (inner[0] if len(inner) == 1 else "[" + "; ".join(inner) + "]")
 
 
 async def explain(services: Services, cases: list[Case]) -> None:
