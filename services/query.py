@@ -131,12 +131,7 @@ def match_filters(query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
     organizations = scope.organization_ids
     if query.organization_id is not None:  # never wider than the scope, whoever calls
         organizations = tuple(o for o in organizations if o == query.organization_id)
-    optional = {
-        "user_id": scope.user_id,
-        "assistant_id": query.assistant_id,
-        "workflow_id": query.workflow_id,
-    }
-    leading = {f: v for f, v in optional.items() if v is not None}
+    leading = _optional_filters(query, scope)
     deleted = (False, True) if query.include_deleted else (False,)
     pinned = (False, True) if query.is_pinned is None else (query.is_pinned,)
     return [
@@ -153,6 +148,12 @@ def match_filters(query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
     ]
 
 
+def _optional_filters(query: ThreadQuery, scope: Scope) -> dict[str, str]:
+    """The optional equality filters the request carries, in ``OPTIONAL_FIELDS`` order."""
+    values = (scope.user_id, query.assistant_id, query.workflow_id)
+    return {f: v for f, v in zip(OPTIONAL_FIELDS, values, strict=True) if v is not None}
+
+
 def plan(query: ThreadQuery, scope: Scope, after: Position | None, before: Position | None) -> Plan:
     """The page after ``after`` (forward), before ``before`` (backward), or between both."""
     totals = match_filters(query, scope)
@@ -163,11 +164,10 @@ def plan(query: ThreadQuery, scope: Scope, after: Position | None, before: Posit
     if before is not None:
         bounds.append(_beyond(before, descending=not forward_descends))
     backward = before is not None and after is None
-    leading = tuple(f for f in OPTIONAL_FIELDS if f in (totals[0] if totals else {}))
     return Plan(
         streams=[_bounded(equal, bounds) for equal in totals],
         totals=totals,
-        leading=leading,
+        leading=tuple(_optional_filters(query, scope)),
         descending=forward_descends != backward,
         reverse=backward,
     )

@@ -158,15 +158,25 @@ class MongoThreadStore:
         return [await walk.explain() for walk in walks]
 
     async def _plan(self, query: ThreadQuery, scope: Scope) -> Plan:
-        after, before = await asyncio.gather(  # both cursors looked up at once
-            self._position(query.after, scope, "after"),
-            self._position(query.before, scope, "before"),
-            return_exceptions=True,
-        )
-        for found in (after, before):  # a bad `after` is reported first
-            if isinstance(found, BaseException):
-                raise found
-        assert not isinstance(after, BaseException) and not isinstance(before, BaseException)
+        """The page's plan, with its cursors placed: both looked up in one read by ``_id``.
+
+        Raises:
+            CursorNotFound: ``after`` or ``before`` names no thread the scope may see.
+        """
+        cursors = {p: i for p, i in (("after", query.after), ("before", query.before)) if i}
+        found: dict[str, Position] = {}
+        if cursors:
+            wanted = list(dict.fromkeys(cursors.values()))
+            documents = self.threads.find(
+                {"_id": {"$in": wanted}, **visible_filter(scope)}, {"created_at": True}
+            )  # one batch: see _walk
+            async for document in documents.batch_size(len(wanted)).limit(-len(wanted)):
+                found[document["_id"]] = Position(document["created_at"], document["_id"])
+        for param, thread_id in cursors.items():  # a bad `after` is reported first
+            if thread_id not in found:
+                raise CursorNotFound(param)
+        after = found[query.after] if query.after else None
+        before = found[query.before] if query.before else None
         return plan(query, scope, after, before)
 
     def _walk(
@@ -189,13 +199,3 @@ class MongoThreadStore:
             {"_id": thread_id, **visible_filter(scope)}, VIEW_PROJECTION
         )
         return view_from_document(document) if document else None
-
-    async def _position(self, thread_id: str | None, scope: Scope, param: str) -> Position | None:
-        if thread_id is None:
-            return None
-        document = await self.threads.find_one(
-            {"_id": thread_id, **visible_filter(scope)}, {"created_at": True}
-        )
-        if document is None:
-            raise CursorNotFound(param)
-        return Position(document["created_at"], thread_id)
