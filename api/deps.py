@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader
 from api.errors import ApiError
 from services.bootstrap import Services
 from services.keys import ApiKey
+from services.store import MongoThreadStore
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key made with threadview-keys."
@@ -22,6 +23,13 @@ async def _services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
+
+
+async def _store(services: ServicesDep) -> MongoThreadStore:
+    return await services.served_store()
+
+
+StoreDep = Annotated[MongoThreadStore, Depends(_store)]
 
 
 async def _caller(

@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import Depends, FastAPI, Path
 
 from api import errors
-from api.deps import CallerDep, ServicesDep
+from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
 from services.bootstrap import bootstrap
@@ -39,13 +39,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/threads", response_model=ThreadList, responses=errors.ERROR_RESPONSES)
     async def list_threads(
-        services: ServicesDep,
+        store: StoreDep,
         caller: CallerDep,
         query: Annotated[ThreadQuery, Depends(list_params)],
     ) -> ThreadList:
         """Retrieve a paginated list of threads with filtering options for assistant,
         organization, and visibility."""
-        page = await thread_page(services.store, query, caller.scope)
+        page = await thread_page(store, query, caller.scope)
         return ThreadList.of(page.data, page.has_more, query.limit, page.total)
 
     @app.get(
@@ -57,12 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     async def get_thread(
-        services: ServicesDep,
+        store: StoreDep,
         caller: CallerDep,
         thread_id: Annotated[str, Path(min_length=1, max_length=128)],
     ) -> Thread:
         """Retrieve one thread."""
-        found = await thread(services.store, thread_id, caller.scope)
+        found = await thread(store, thread_id, caller.scope)
         if found is None or not found["listed"]:
             raise errors.ApiError(
                 404,

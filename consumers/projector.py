@@ -17,25 +17,16 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 
 from consumers.committer import TransactionalCommitter
+from consumers.replay import to_record
+from consumers.topics import ensure_topics
 from services.bootstrap import bootstrap
-from services.projector import Projector, Record
+from services.projection import FOLD_VERSION
+from services.projector import Projector
 from services.settings import Settings, get_settings
 
 log = logging.getLogger("threadview.projector")
 
 Records = tuple[ConsumerRecord[bytes, bytes], ...]
-
-
-def to_record(raw: ConsumerRecord[bytes, bytes]) -> Record:
-    return Record(
-        topic=raw.topic,
-        partition=raw.partition,
-        offset=raw.offset,
-        key=raw.key,
-        value=raw.value,
-        headers=[(name, value or b"") for name, value in raw.headers],
-        timestamp=raw.timestamp,
-    )
 
 
 async def lenient_parser(
@@ -89,7 +80,17 @@ def create_app(settings: Settings | None = None) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
+        await ensure_topics(settings)
         services = await bootstrap(settings)
+        live = await services.catalog.require("live")
+        if live.fold_version != FOLD_VERSION:
+            log.warning(
+                "the live view %r was built by fold version %s; this projector folds with "
+                "version %s: rebuild it (threadview-rebuild run, then swap)",
+                live.name,
+                live.fold_version,
+                FOLD_VERSION,
+            )
         committer = TransactionalCommitter(
             settings.kafka_bootstrap_servers,
             settings.dlq_topic,
@@ -98,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         )
         await committer.start()
         running.update(services=services, committer=committer)
-        running["projector"] = Projector(services.store)
+        running["projector"] = Projector(services.written_stores)
 
     @app.after_shutdown
     async def stop() -> None:
@@ -115,6 +116,9 @@ def create_app(settings: Settings | None = None) -> FastStream:
         max_records=settings.batch_max_records,
         batch_timeout_ms=settings.batch_timeout_ms,
         auto_offset_reset="earliest",
+        # records of aborted transactions are never applied, and a record is seen only once
+        # its transaction commits: the rebuild and the swap's handover read the same way
+        isolation_level="read_committed",
         # offsets are committed by the committer's transaction, after the store write
         ack_policy=AckPolicy.MANUAL,
         listener=DrainOnRevoke(idle, timeout=60),

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.topics import ensure_topics
 from services.settings import get_settings
 
 
@@ -123,5 +124,6 @@ async def publish(events: list[dict[str, Any]], bootstrap_servers: str, topic: s
 def main() -> None:
     settings = get_settings()
     events = sample_events()
+    asyncio.run(ensure_topics(settings))
     asyncio.run(publish(events, settings.kafka_bootstrap_servers, settings.topic))
     print(f"published {len(events)} sample events to {settings.topic}")

@@ -2,31 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.keys import MongoKeyStore
 from services.settings import Settings
 from services.store import MongoThreadStore
+from services.views import READY, View, ViewCatalog, ViewError
+
+# how long the API keeps serving the view it looked up before it looks again: a swap reaches
+# every API instance within this (each request is answered from one view, old or new)
+POINTER_TTL = 1.0
 
 
 @dataclass
 class Services:
     settings: Settings
     client: AsyncMongoClient[dict[str, Any]]
-    store: MongoThreadStore
+    database: AsyncDatabase[dict[str, Any]]
+    catalog: ViewCatalog
+    store: MongoThreadStore  # the view served (or written) when the process started
     keys: MongoKeyStore
+    descending_indexes: bool
+    _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
+    _served: tuple[float, MongoThreadStore] | None = None
+
+    def store_of(self, view: View) -> MongoThreadStore:
+        if view.collection not in self._stores:
+            self._stores[view.collection] = MongoThreadStore(
+                self.database, self.descending_indexes, view.collection
+            )
+        return self._stores[view.collection]
+
+    async def written_stores(self) -> list[MongoThreadStore]:
+        """The views the projector writes now: the live one, and the next during a swap."""
+        pointer = await self.catalog.pointer()
+        names = [pointer.live] + ([pointer.next] if pointer.next else [])
+        return [self.store_of(await self.catalog.require(name)) for name in names]
+
+    async def served_store(self) -> MongoThreadStore:
+        """The view the API answers from: the one named by THREADVIEW_VIEW, or the live one
+        as looked up at most POINTER_TTL seconds ago."""
+        if self.settings.view is not None:
+            return self.store
+        now = time.monotonic()
+        if self._served is None or now - self._served[0] > POINTER_TTL:
+            live = await self.catalog.require((await self.catalog.pointer()).live)
+            self._served = (now, self.store_of(live))
+        return self._served[1]
 
     async def close(self) -> None:
         await self.client.close()
 
 
-async def bootstrap(settings: Settings) -> Services:
-    """Connect to the store and make sure its indexes exist."""
+def connect(
+    settings: Settings,
+) -> tuple[AsyncMongoClient[dict[str, Any]], AsyncDatabase[dict[str, Any]]]:
+    """A client (it connects on first use) and the database, with times in UTC."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         settings.mongo_url,
         tz_aware=True,
@@ -37,8 +75,28 @@ async def bootstrap(settings: Settings) -> Services:
     database = client.get_database(
         settings.mongo_database, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC)
     )
+    return client, database
+
+
+async def bootstrap(settings: Settings) -> Services:
+    """Connect to the store, record the views, and make sure the served view's indexes exist.
+
+    Raises:
+        ViewError: THREADVIEW_VIEW names no ready view.
+    """
+    client, database = connect(settings)
     info = await database.command("buildInfo")
+    catalog = ViewCatalog(database)
+    await catalog.ensure()
+    view = await catalog.require(settings.view or (await catalog.pointer()).live)
+    if view.state != READY:
+        raise ViewError(f"view {view.name!r} is {view.state}, not ready")
     # FerretDB names itself in buildInfo; its DocumentDB backend walks indexes one way only
-    store = MongoThreadStore(database, descending_indexes="ferretdb" in info)
+    descending = "ferretdb" in info
+    store = MongoThreadStore(database, descending, view.collection)
     await store.ensure_indexes()
-    return Services(settings, client, store, MongoKeyStore(database))
+    services = Services(
+        settings, client, database, catalog, store, MongoKeyStore(database), descending
+    )
+    services._stores[view.collection] = store
+    return services

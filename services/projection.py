@@ -27,6 +27,11 @@ from services.events import (
 
 T = TypeVar("T")
 
+# Raise it whenever a change to the fold (a rule, a new field) changes the state some log folds
+# to: every view records the version that built it, and the projector warns when the live view
+# was built by another one (rebuild it: see the README's operator section).
+FOLD_VERSION = 1
+
 # the fields thread.created sets and thread.updated may change, each a last-writer-wins register
 UPDATABLE = ("title", "metadata", "status", "space_ids", "visible_in_ui")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from pymongo.errors import PyMongoError
@@ -40,16 +40,29 @@ class Outcome:
     rejected: list[tuple[Record, str]]  # for the dead-letter topic, with the reason
 
 
+# the views a batch is written to, looked up for each batch after its records were fetched
+Targets = Callable[[], Awaitable[Sequence[MongoThreadStore]]]
+
+
+def only(store: MongoThreadStore) -> Targets:
+    async def targets() -> Sequence[MongoThreadStore]:
+        return [store]
+
+    return targets
+
+
 class Projector:
     """Folds batches of records into the thread store.
 
     Args:
-        store: where the threads live.
+        targets: the views to write, asked again for every batch (and every retry): the live
+            view, and during a swap the next one too (see consumers.swap for why a batch must
+            ask after its records were fetched).
         max_backoff: the longest pause between retries while the store is unreachable.
     """
 
-    def __init__(self, store: MongoThreadStore, max_backoff: float = 10.0) -> None:
-        self.store = store
+    def __init__(self, targets: Targets, max_backoff: float = 10.0) -> None:
+        self.targets = targets
         self.max_backoff = max_backoff
 
     async def handle(self, records: Sequence[Record]) -> Outcome:
@@ -78,7 +91,8 @@ class Projector:
         delay = 0.1
         while True:
             try:
-                await self._write(events)
+                stores = await self.targets()
+                await asyncio.gather(*(self._write(store, events) for store in stores))
                 return
             except WriteConflict as exc:
                 log.info("write conflict, reloading: %s", exc)
@@ -87,14 +101,15 @@ class Projector:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
 
-    async def _write(self, events: dict[str, list[Event]]) -> None:
+    @staticmethod
+    async def _write(store: MongoThreadStore, events: dict[str, list[Event]]) -> None:
         if not events:
             return
-        stored = await self.store.load(list(events))
+        stored = await store.load(list(events))
         writes = []
         for thread_id, batch in events.items():
             current = stored.get(thread_id)
             state = fold(current.state if current else None, batch)
             if current is None or state != current.state:  # pure redeliveries write nothing
                 writes.append((state, current.rev if current else None))
-        await self.store.save(writes)
+        await store.save(writes)

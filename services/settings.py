@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     mongo_timeout_ms: int = Field(5000, ge=100)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # serve this view (threadview-rebuild) instead of the live one, read only
+    view: str | None = None
 
 
 @lru_cache

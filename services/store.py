@@ -26,6 +26,7 @@ from services.query import (
 )
 
 INDEX_NOT_FOUND = 27
+DUPLICATE_KEY = 11000
 
 
 class CursorNotFound(Exception):
@@ -54,18 +55,22 @@ class Page:
 
 
 class MongoThreadStore:
-    """The threads collection.
+    """A collection of thread documents: a view (services.views).
 
     Args:
         database: where it lives.
         descending_indexes: keep a descending copy of each list index, for a store that cannot
             walk an index backwards (DocumentDB, under FerretDB); MongoDB walks one either way.
+        collection: the view's collection.
     """
 
     def __init__(
-        self, database: AsyncDatabase[dict[str, Any]], descending_indexes: bool = False
+        self,
+        database: AsyncDatabase[dict[str, Any]],
+        descending_indexes: bool = False,
+        collection: str = "threads",
     ) -> None:
-        self.threads = database["threads"]
+        self.threads = database[collection]
         self.descending_indexes = descending_indexes
 
     async def ensure_indexes(self, attempts: int = 5) -> None:
@@ -128,6 +133,32 @@ class MongoThreadStore:
             raise WriteConflict(
                 f"{len(operations) - matched} of the batch's threads changed under us"
             )
+
+    async def insert_new(self, states: Sequence[ThreadState]) -> int:
+        """Insert the states as revision 1 of threads not stored yet; skip those that are.
+
+        For a bulk load into a view no one else writes (a rebuild, and its resumption, which
+        inserts the same documents again). Returns how many were inserted.
+        """
+        if not states:
+            return 0
+        documents = [to_document(state, 1) for state in states]
+        try:
+            result = await self.threads.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return int(exc.details.get("nInserted", 0))
+        return len(result.inserted_ids)
+
+    def documents(self, batch_size: int = 2000) -> AsyncCursor[dict[str, Any]]:
+        """Every document of the view, by ``_id`` (for comparing and exporting views)."""
+        return (
+            self.threads.find({}, {"clock": False, "rev": False})
+            .sort("_id", 1)
+            .batch_size(batch_size)
+        )
 
     async def page(self, query: ThreadQuery, scope: Scope) -> Page:
         """One page of the threads ``query`` selects within ``scope``, in its order.

@@ -106,6 +106,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def run_cli(module: str, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of our command-line tools, run to its end with the test's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
 class Process:
     """One of our entry points, run as a separate OS process with the test's settings."""
 

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
 from services.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import ROOT, settings_env
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def keys(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.keys_cli", *args],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("api.keys_cli", settings, *args)
 
 
 async def test_create_list_revoke(settings: Settings, services: Services) -> None:

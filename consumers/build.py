@@ -1,0 +1,257 @@
+"""Builds a view from the log: every partition replayed from its first record, in parallel.
+
+Reads outside any consumer group (the live projector is untouched) and read committed, from
+the first offsets to the end offsets captured at the start (or, with ``as_was``, to the first
+record appended after that time). Each worker process folds a whole partition in memory with
+the same fold as the projector, then inserts each thread once; the indexes are built after
+the load. The catalog entry records the offsets, the partitions done and the progress, so an
+interrupted rebuild resumes where it stopped (``run --name`` again) or is removed by ``gc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from consumers.progress import Reporter
+from consumers.replay import Tally, init_worker, rebuild_partition, worker_context
+from consumers.topics import Offsets, reader, topic_offsets
+from services.bootstrap import Services
+from services.projection import FOLD_VERSION
+from services.views import (
+    BUILDING,
+    FAILED,
+    INTERRUPTED,
+    READY,
+    View,
+    ViewError,
+    check_name,
+    collection_of,
+)
+
+HEARTBEAT = 2.0  # seconds between progress writes to the catalog
+STALE = timedelta(seconds=30)  # a building view without a heartbeat for this long was abandoned
+
+
+def abandoned(view: View, now: datetime | None = None) -> bool:
+    """A rebuild that stopped (interrupted, failed, or its process died) and left its view."""
+    if view.state in (INTERRUPTED, FAILED):
+        return True
+    if view.state != BUILDING:
+        return False
+    if view.owner.get("host") == socket.gethostname() and not _alive(view.owner.get("pid")):
+        return True
+    beat = view.heartbeat_at or view.created_at
+    return (now or datetime.now(UTC)) - beat > STALE  # its host is another, or it hangs
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def truncation_warning(topic: str, offsets: Offsets) -> str | None:
+    truncated = offsets.truncated()
+    if not truncated:
+        return None
+    return (
+        f"topic {topic} no longer holds its first records on partitions {truncated} (retention "
+        "deleted them): a rebuild would miss those events; give the topic retention.ms=-1"
+    )
+
+
+async def run(
+    services: Services,
+    name: str,
+    reporter: Reporter,
+    as_of: datetime | None = None,
+    as_was: datetime | None = None,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """Build (or resume building) the view ``name``; return its summary.
+
+    Raises:
+        ViewError: the name is taken by a ready view or by a rebuild still running, or a
+            resumed rebuild was asked for other times than it started with.
+    """
+    catalog = services.catalog
+    started = time.monotonic()
+    view = await _start(services, check_name(name), as_of, as_was, reporter)
+    store = services.store_of(view)
+    pending = [int(p) for p in view.end if int(p) not in view.done and view.end[p] > view.begin[p]]
+    pending.sort(key=lambda p: view.begin[str(p)] - view.end[str(p)])  # largest first
+    total = sum(view.end[p] - view.begin[p] for p in view.end)
+    already = total - sum(view.end[str(p)] - view.begin[str(p)] for p in pending)
+    tally = Tally(**view.counts)
+    try:
+        reporter.phase("fold", total)
+        await _load(services, view, pending, workers, already, tally, reporter)
+        fold_seconds = time.monotonic() - started
+        reporter.phase("indexes")
+        await store.ensure_indexes()
+        threads = await store.threads.estimated_document_count()
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
+        with contextlib.suppress(Exception):
+            await catalog.update(
+                view.name,
+                state=INTERRUPTED if interrupted else FAILED,
+                error=None if interrupted else repr(exc),
+            )
+        raise
+    seconds = time.monotonic() - started
+    await catalog.update(
+        view.name,
+        state=READY,
+        reached=view.end,
+        finished_at=datetime.now(UTC),
+        counts=tally.as_dict(),
+        progress={"seconds": round(seconds, 1)},
+        error=None,
+    )
+    return {
+        "name": view.name,
+        "collection": view.collection,
+        "as_of": as_of,
+        "as_was": as_was,
+        "records": total,
+        "events": tally.events,
+        "threads": threads,
+        "counts": tally.as_dict(),
+        "per_second": round(total / seconds) if seconds else None,
+        "seconds": {
+            "fold": round(fold_seconds, 1),
+            "indexes": round(seconds - fold_seconds, 1),
+            "total": round(seconds, 1),
+        },
+    }
+
+
+async def _start(
+    services: Services,
+    name: str,
+    as_of: datetime | None,
+    as_was: datetime | None,
+    reporter: Reporter,
+) -> View:
+    """A new catalog entry with the topic's offsets now, or the one of a rebuild to resume."""
+    settings, catalog = services.settings, services.catalog
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        offsets = await topic_offsets(consumer, settings.topic, as_was)
+    finally:
+        await consumer.stop()
+    if warning := truncation_warning(settings.topic, offsets):
+        reporter.note(warning)
+    existing = await catalog.get(name)
+    if existing is None:
+        view = View(
+            name,
+            collection_of(name),
+            BUILDING,
+            topic=settings.topic,
+            as_of=as_of,
+            as_was=as_was,
+            begin={str(p): o for p, o in offsets.begin.items()},
+            end={str(p): o for p, o in offsets.end.items()},
+            done=[p for p, o in offsets.end.items() if o <= offsets.begin[p]],
+            heartbeat_at=datetime.now(UTC),
+            owner=_owner(),
+        )
+        await catalog.create(view)
+        return view
+    if not abandoned(existing):
+        raise ViewError(
+            f"view {name!r} exists and is {existing.state}"
+            + (" (a rebuild is running)" if existing.state == BUILDING else "")
+        )
+    asked = (settings.topic, as_of, as_was)
+    if (existing.topic, existing.as_of, existing.as_was) != asked:
+        raise ViewError(
+            f"view {name!r} was started from {existing.topic} with as_of={existing.as_of}, "
+            f"as_was={existing.as_was}: resume it with the same, or `gc` it"
+        )
+    if existing.fold_version != FOLD_VERSION:
+        raise ViewError(f"view {name!r} was started by fold version {existing.fold_version}")
+    reporter.note(f"resuming {name}: {len(existing.done)} of {len(existing.end)} partitions done")
+    await catalog.update(
+        name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=_owner()
+    )
+    existing.state = BUILDING
+    return existing
+
+
+async def _load(
+    services: Services,
+    view: View,
+    pending: list[int],
+    workers: int,
+    done: int,
+    tally: Tally,
+    reporter: Reporter,
+) -> None:
+    """Run the partitions on ``workers`` processes, reporting progress and heartbeats."""
+    context = worker_context()
+    queue = context.Queue()
+    loop = asyncio.get_running_loop()
+    executor = ProcessPoolExecutor(
+        max(1, min(workers, len(pending))), context, init_worker, (queue,)
+    )
+    futures: dict[asyncio.Future[dict[str, int]], int] = {}
+    finished_all = False
+    try:
+        for p in pending:
+            job: Future[dict[str, int]] = executor.submit(
+                rebuild_partition,
+                services.settings,
+                view.collection,
+                p,
+                view.begin[str(p)],
+                view.end[str(p)],
+                view.as_of,
+            )
+            futures[asyncio.wrap_future(job, loop=loop)] = p
+        remaining = set(futures)
+        beat = 0.0
+        while remaining:
+            finished, remaining = await asyncio.wait(remaining, timeout=0.25)
+            while not queue.empty():
+                done += queue.get_nowait()[1]
+            for future in finished:
+                tally.add(Tally(**future.result()))
+                view.done.append(futures[future])
+                await services.catalog.update(view.name, done=view.done, counts=tally.as_dict())
+            reporter.advance(done)
+            if time.monotonic() - beat > HEARTBEAT:
+                beat = time.monotonic()
+                await _heartbeat(services, view.name, reporter)
+        finished_all = True
+    finally:
+        if not finished_all:  # Ctrl-C or an error: no worker may write on afterwards
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
+                process.terminate()
+        executor.shutdown(wait=finished_all, cancel_futures=True)
+
+
+async def _heartbeat(services: Services, name: str, reporter: Reporter) -> None:
+    await services.catalog.update(
+        name, heartbeat_at=datetime.now(UTC), progress=reporter.snapshot()
+    )

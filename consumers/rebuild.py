@@ -1,0 +1,293 @@
+"""threadview-rebuild: build views by replaying the log, swap one in, compare, export, list.
+
+Configured by the same THREADVIEW_* variables as the projector and the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from consumers import build, compare
+from consumers.progress import reporter
+from consumers.swap import swap as swap_view
+from consumers.topics import committed_offsets, reader, topic_offsets
+from services.bootstrap import Services, bootstrap
+from services.projection import FOLD_VERSION
+from services.settings import get_settings
+from services.views import BUILDING, MAIN, READY, View, ViewError
+
+app = typer.Typer(
+    help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
+)
+T = TypeVar("T")
+Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, for scripts")]
+
+
+def _run(work: Callable[[Services], Awaitable[T]]) -> T:
+    """Run ``work`` with the composed services; a ViewError is an operator's mistake: exit 2."""
+
+    async def go() -> T:
+        services = await bootstrap(get_settings())
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(go())
+    except ViewError as exc:
+        typer.echo(f"threadview-rebuild: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the live view is untouched", err=True)
+        raise typer.Exit(130) from None
+
+
+def _time(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _print(value: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(value, default=str))
+    else:
+        typer.echo(json.dumps(value, default=str, indent=2))
+
+
+@app.command()
+def run(
+    name: Annotated[
+        str | None, typer.Option(help="the view's name; default rebuild-<time>")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="only events whose time is at most this (ISO 8601)")
+    ] = None,
+    as_was: Annotated[
+        str | None, typer.Option(help="only records appended to the log by this time")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="processes folding partitions")] = 2,
+    as_json: Json = False,
+) -> None:
+    """Build a view from the whole log (or resume one) without touching the live view."""
+    name = name or datetime.now(UTC).strftime("rebuild-%Y%m%d-%H%M%S")
+    shown = reporter(as_json)
+    summary = _run(
+        lambda s: build.run(s, name, shown, _time(as_of), _time(as_was), workers)  # type: ignore[arg-type]
+    )
+    shown.close(summary)
+
+
+@app.command()
+def swap(name: str, as_json: Json = False) -> None:
+    """Make a rebuilt view the live one (API and projector) while events keep arriving."""
+    shown = reporter(as_json)
+    shown.close(_run(lambda s: swap_view(s, name, shown)))
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="a view, or `live`")],
+    b: Annotated[str, typer.Argument(help="another view, or `live`")],
+    as_json: Json = False,
+) -> None:
+    """Compare two views thread by thread; exit status 1 when they differ."""
+
+    async def work(services: Services) -> compare.Difference:
+        first, second = await services.catalog.require(a), await services.catalog.require(b)
+        return await compare.diff(services.store_of(first), services.store_of(second))
+
+    found = _run(work)
+    _print(
+        {
+            "a": a,
+            "b": b,
+            "same": found.same,
+            "only_in_a": found.only_a,
+            "only_in_b": found.only_b,
+            "changed": found.changed,
+            "sample": found.sample,
+        },
+        as_json,
+    )
+    if found.differ:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="a view, or `live`")],
+    format: Annotated[str, typer.Option(help="jsonl or csv")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="a file; default stdout")] = None,
+) -> None:
+    """Write a view's threads in the API's field names (JSON lines or CSV)."""
+    if format not in ("jsonl", "csv"):
+        raise typer.BadParameter("--format is jsonl or csv")
+
+    async def work(services: Services) -> int:
+        store = services.store_of(await services.catalog.require(name))
+        target = out.open("w", newline="") if out else nullcontext(sys.stdout)
+        with target as stream:
+            return await compare.export(store, stream, format)
+
+    count = _run(work)
+    typer.echo(f"exported {count} threads" + (f" to {out}" if out else ""), err=True)
+
+
+@app.command()
+def status(as_json: Json = False) -> None:
+    """Every view, which one is live, how far each has read the topic, rebuilds in progress."""
+    found = _run(_status)
+    if as_json:
+        _print(found, True)
+        return
+    for warning in found["warnings"]:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    typer.echo(
+        f"topic {found['topic']}: {found['topic_records']} records, fold version {FOLD_VERSION}"
+    )
+    rows = [("VIEW", "STATE", "KIND", "FOLD", "THREADS", "BEHIND", "PROGRESS", "CREATED")]
+    for v in found["views"]:
+        progress = v["progress"]
+        rows.append(
+            (
+                v["name"],
+                v["state"],
+                v["kind"],
+                str(v["fold_version"]),
+                str(v["threads"]),
+                "" if v["behind"] is None else str(v["behind"]),
+                _progress(progress) if v["state"] == BUILDING else "",
+                str(v["created_at"])[:19],
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+async def _status(services: Services) -> dict[str, Any]:
+    settings = services.settings
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        offsets = await topic_offsets(consumer, settings.topic)
+    finally:
+        await consumer.stop()
+    pointer = await services.catalog.pointer()
+    committed = {str(p): o for p, o in (await committed_offsets(settings)).items()}
+    warnings = [w for w in [build.truncation_warning(settings.topic, offsets)] if w]
+    views = []
+    for view in await services.catalog.all():
+        state = _state(view, pointer.live, pointer.next)
+        reached = committed if state == "live" else view.reached
+        behind = sum(max(0, e - int(reached.get(str(p), 0))) for p, e in offsets.end.items())
+        if view.fold_version != FOLD_VERSION and state == "live":
+            warnings.append(
+                f"the live view {view.name!r} was built by fold version {view.fold_version}"
+            )
+        views.append(
+            {
+                "name": view.name,
+                "collection": view.collection,
+                "state": state,
+                "kind": _kind(view),
+                "fold_version": view.fold_version,
+                "threads": await services.store_of(view).threads.estimated_document_count(),
+                "behind": behind if view.state == READY and not view.point_in_time else None,
+                "progress": view.progress,
+                "counts": view.counts,
+                "created_at": view.created_at,
+                "finished_at": view.finished_at,
+                "live_since": view.live_since,
+                "retired_at": view.retired_at,
+                "error": view.error,
+            }
+        )
+    return {
+        "topic": settings.topic,
+        "topic_records": offsets.total,
+        "end_offsets": offsets.end,
+        "live": pointer.live,
+        "next": pointer.next,
+        "views": views,
+        "warnings": warnings,
+    }
+
+
+def _progress(progress: dict[str, Any]) -> str:
+    done, total, rate = progress.get("done", 0), progress.get("total"), progress.get("per_second")
+    return f"{done}/{total} at {rate}/s"
+
+
+def _state(view: View, live: str, next: str | None) -> str:
+    if view.name == live:
+        return "live"
+    if view.name == next:
+        return "swapping in"
+    if view.state != READY:
+        return "abandoned" if build.abandoned(view) else view.state
+    return "retired" if view.retired_at else "ready"
+
+
+def _kind(view: View) -> str:
+    if view.as_of:
+        return f"as-of {view.as_of.isoformat()}"
+    if view.as_was:
+        return f"as-was {view.as_was.isoformat()}"
+    return "projector" if view.name == MAIN else "full"
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option(help="list what would go")] = False,
+    as_json: Json = False,
+) -> None:
+    """Remove abandoned rebuilds and views retired by a swap (never live or named views)."""
+
+    async def work(services: Services) -> list[str]:
+        pointer = await services.catalog.pointer()
+        gone = [
+            v.name
+            for v in await services.catalog.all()
+            if v.name not in (pointer.live, pointer.next)
+            and (build.abandoned(v) or (v.state == READY and v.retired_at is not None))
+        ]
+        if not dry_run:
+            for name in gone:
+                await services.catalog.drop(name)
+        return gone
+
+    _print({"removed" if not dry_run else "would_remove": _run(work)}, as_json)
+
+
+@app.command()
+def drop(name: str) -> None:
+    """Delete one view (not the live one): a point-in-time view you no longer need."""
+    _run(lambda s: s.catalog.drop(name))
+    typer.echo(f"dropped {name}", err=True)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    app()
+
+
+if __name__ == "__main__":
+    main()

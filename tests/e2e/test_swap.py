@@ -1,0 +1,111 @@
+"""A rebuild and a swap while the stream keeps flowing and clients keep reading."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from consumers.topics import ensure_topics
+from services.bootstrap import Services
+from services.settings import Settings
+from tests.conftest import ROOT, settings_env
+from tests.fault.harness import ORGS, assert_view_is_the_fold_of_the_log, wait_for_no_lag
+from tests.fault.logs import generate, reference
+from tests.kafka import produce
+
+pytestmark = pytest.mark.e2e
+
+
+async def cli(settings: Settings, *args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "consumers.rebuild",
+        *args,
+        env=settings_env(settings),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 240)
+    assert process.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_rebuild_and_swap_while_events_flow_and_clients_read(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    # given: a projector and an API running, a log being published in slices
+    log = generate(seed=31, threads=600)
+    expected = reference(log)
+    await ensure_topics(settings)
+    projector = run_process("consumers.projector", settings)
+    api = run_process("api.main", settings)
+    _, key = await services.keys.create("service", list(ORGS))
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.api_port}", headers={"X-API-Key": key}, timeout=10
+    )
+    slices = [log.records[i : i + 400] for i in range(0, len(log.records), 400)]
+    published = asyncio.Event()
+
+    async def publish() -> None:
+        for records in slices:
+            await produce(settings.kafka_bootstrap_servers, settings.topic, records)
+            await asyncio.sleep(0.15)
+        published.set()
+
+    failures: list[str] = []
+    answered = 0
+
+    async def read() -> None:  # page 1 and the next page, again and again, until the end
+        nonlocal answered
+        while not published.is_set() or answered < 50:
+            try:
+                first = await client.get("/v1/threads", params={"limit": 20})
+                pages = [first]
+                if first.status_code == 200 and first.json()["last_id"]:
+                    after = first.json()["last_id"]
+                    pages.append(await client.get("/v1/threads", params={"after": after}))
+                for page in pages:
+                    if page.status_code != 200:
+                        failures.append(f"{page.status_code}: {page.text[:300]}")
+                answered += len(pages)
+            except httpx.HTTPError as exc:
+                if answered:  # before the API's first answer, it may still be starting
+                    failures.append(repr(exc))
+            await asyncio.sleep(0.02)
+
+    publishing, reading = asyncio.create_task(publish()), asyncio.create_task(read())
+
+    # when: a rebuild runs on the partial log, then the swap, both while events arrive
+    await asyncio.sleep(3)
+    built = await cli(settings, "run", "--name", "next", "--json")
+    assert not published.is_set(), "the log was published before the rebuild ended: longer log"
+    swapped = await cli(settings, "swap", "next", "--json")
+    swapped_before_the_end = not published.is_set()
+    await publishing
+    await reading
+
+    # then: no request failed, and the new live view is the fold of the whole log
+    assert not failures, failures[:5]
+    assert swapped_before_the_end, "the swap ended after the last event: make the log longer"
+    remaining = await wait_for_no_lag(settings, time.monotonic() + 240)
+    assert remaining == 0, projector.output()[-3000:]
+    assert (await services.catalog.pointer()).live == "next"
+    live = await services.catalog.require("live")
+    served = type(services)(**{**vars(services), "store": services.store_of(live)})
+    await assert_view_is_the_fold_of_the_log(served, expected)
+    # the old view is kept until gc; the API serves the new one
+    assert (await services.catalog.require("main")).retired_at is not None
+    body = (await client.get("/v1/threads", params={"limit": 100})).json()
+    assert body["data"] and all(t["id"] in expected for t in body["data"])
+    await client.aclose()
+    for process in (projector, api):
+        assert "Traceback" not in process.output(), process.output()[-3000:]
+    assert '"event": "done"' in built and '"live": "next"' in swapped
