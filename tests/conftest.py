@@ -121,11 +121,11 @@ def run_cli(module: str, settings: Settings, *args: str) -> subprocess.Completed
 class Process:
     """One of our entry points, run as a separate OS process with the test's settings."""
 
-    def __init__(self, module: str, settings: Settings, log: Path) -> None:
+    def __init__(self, module: str, settings: Settings, log: Path, *args: str) -> None:
         self.log = log
         self._file = log.open("wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-m", module, *args],
             env=settings_env(settings),
             cwd=ROOT,
             stdout=self._file,
@@ -155,8 +155,8 @@ class Process:
 def run_process(tmp_path: Path) -> Iterator[Any]:
     started: list[Process] = []
 
-    def run(module: str, settings: Settings) -> Process:
-        process = Process(module, settings, tmp_path / f"{module}.{len(started)}.log")
+    def run(module: str, settings: Settings, *args: str) -> Process:
+        process = Process(module, settings, tmp_path / f"{module}.{len(started)}.log", *args)
         started.append(process)
         return process
 

@@ -1,0 +1,89 @@
+"""A rebuild interrupted (Ctrl-C) or killed (SIGKILL) mid-way changes nothing live; the next run
+resumes and is exact; status lists the leftovers and gc removes them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from consumers.topics import ensure_topics
+from services.bootstrap import Services
+from services.documents import from_document
+from services.settings import Settings
+from services.views import INTERRUPTED
+from tests.conftest import Process, run_cli
+from tests.fault.logs import generate, reference
+from tests.kafka import produce
+
+pytestmark = pytest.mark.fault
+RUN = ("run", "--json", "--workers", "1", "--name")
+
+
+def wait_for_progress(process: Process, deadline: float = 60) -> None:
+    """Until the rebuild has folded some records (its first progress line)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        written = process.output()
+        complete = written[: written.rfind("\n") + 1].splitlines()  # not a half-written line
+        lines = [json.loads(line) for line in complete if line.startswith("{")]
+        if any(line["event"] == "progress" and line["done"] > 0 for line in lines):
+            return
+        assert process.popen.poll() is None, process.output()
+        time.sleep(0.01)
+    pytest.fail(f"no progress:\n{process.output()}")
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    shown = run_cli("consumers.rebuild", settings, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    found: dict[str, Any] = json.loads(shown.stdout)
+    return found
+
+
+async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    settings = settings.model_copy(update={"topic_partitions": 6})
+    log = generate(seed=41, threads=2000)
+    await ensure_topics(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    live_before = [d async for d in services.store.threads.find()]
+
+    # when: a rebuild is interrupted with Ctrl-C, a second one SIGKILLed, both mid-way
+    first = run_process("consumers.rebuild", settings, *RUN, "again")
+    wait_for_progress(first)
+    first.popen.send_signal(signal.SIGINT)
+    assert first.popen.wait(30) == 130, first.output()
+    assert (await services.catalog.require("again")).state == INTERRUPTED
+    second = run_process("consumers.rebuild", settings, *RUN, "again")
+    wait_for_progress(second)
+    second.kill()
+
+    # then: the live view and the pointer are as before; status lists the leftover
+    assert [d async for d in services.store.threads.find()] == live_before
+    assert (await services.catalog.pointer()).live == "main"
+    leftover = {v["name"]: v for v in status(settings)["views"]}["again"]
+    assert leftover["state"] == "abandoned"
+    partial = await services.catalog.require("again")
+    assert sum(partial.end.values()) > 0 and len(partial.done) < len(partial.end)
+
+    # and the next run resumes it and folds the whole log exactly
+    done = run_cli("consumers.rebuild", settings, "run", "--name", "again", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"resuming again' in done.stdout
+    store = services.store_of(await services.catalog.require("again"))
+    assert {d["_id"]: from_document(d) async for d in store.threads.find()} == reference(log)
+
+    # gc removes abandoned rebuilds only: a leftover goes, a ready view stays
+    third = run_process("consumers.rebuild", settings, *RUN, "leftover")
+    wait_for_progress(third)
+    third.kill()
+    collected = run_cli("consumers.rebuild", settings, "gc", "--json")
+    assert json.loads(collected.stdout) == {"removed": ["leftover"]}, collected.stderr
+    names = {v["name"] for v in status(settings)["views"]}
+    assert names == {"main", "again"}
+    assert "threads_leftover" not in await services.database.list_collection_names()
