@@ -85,16 +85,20 @@ async def bootstrap(settings: Settings) -> Services:
         ViewError: THREADVIEW_VIEW names no ready view.
     """
     client, database = connect(settings)
-    info = await database.command("buildInfo")
-    catalog = ViewCatalog(database)
-    await catalog.ensure()
-    view = await catalog.require(settings.view or (await catalog.pointer()).live)
-    if view.state != READY:
-        raise ViewError(f"view {view.name!r} is {view.state}, not ready")
-    # FerretDB names itself in buildInfo; its DocumentDB backend walks indexes one way only
-    descending = "ferretdb" in info
-    store = MongoThreadStore(database, descending, view.collection)
-    await store.ensure_indexes()
+    try:
+        info = await database.command("buildInfo")
+        catalog = ViewCatalog(database)
+        await catalog.ensure()
+        view = await catalog.require(settings.view or (await catalog.pointer()).live)
+        if view.state != READY:
+            raise ViewError(f"view {view.name!r} is {view.state}, not ready")
+        # FerretDB names itself in buildInfo; its DocumentDB backend walks indexes one way only
+        descending = "ferretdb" in info
+        store = MongoThreadStore(database, descending, view.collection)
+        await store.ensure_indexes()
+    except BaseException:
+        await client.close()
+        raise
     services = Services(
         settings, client, database, catalog, store, MongoKeyStore(database), descending
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,3 +202,20 @@ async def test_project_topics_never_expire_and_carry_append_times(settings: Sett
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("consumers.rebuild", settings, *args)
+
+
+async def test_the_projector_warns_when_the_live_view_was_built_by_another_fold(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    await services.catalog.update("main", fold_version=FOLD_VERSION - 1)
+    projector = run_process("consumers.projector", settings)
+    deadline = time.monotonic() + 60
+    while "fold version" not in projector.output() and time.monotonic() < deadline:
+        assert projector.popen.poll() is None, projector.output()
+        await asyncio.sleep(0.2)
+    assert f"built by fold version {FOLD_VERSION - 1}" in projector.output()
+
+
+async def test_an_api_on_a_view_that_does_not_exist_refuses_to_start(settings: Settings) -> None:
+    with pytest.raises(ViewError, match="no view named 'nope'"):
+        await bootstrap(settings.model_copy(update={"view": "nope"}))
