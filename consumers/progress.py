@@ -35,7 +35,8 @@ class Rate:
     """Records done, the rate since the phase began, and the time left at that rate."""
 
     def __init__(self) -> None:
-        self.name, self.total, self.done, self.started = "", None, 0, time.monotonic()
+        self.name, self.done, self.started = "", 0, time.monotonic()
+        self.total: int | None = None
 
     def phase(self, name: str, total: int | None) -> None:
         self.name, self.total, self.done, self.started = name, total, 0, time.monotonic()

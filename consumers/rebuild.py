@@ -85,11 +85,9 @@ def run(
     as_json: Json = False,
 ) -> None:
     """Build a view from the whole log (or resume one) without touching the live view."""
-    name = name or datetime.now(UTC).strftime("rebuild-%Y%m%d-%H%M%S")
+    chosen = name or datetime.now(UTC).strftime("rebuild-%Y%m%d-%H%M%S")
     shown = reporter(as_json)
-    summary = _run(
-        lambda s: build.run(s, name, shown, _time(as_of), _time(as_was), workers)  # type: ignore[arg-type]
-    )
+    summary = _run(lambda s: build.run(s, chosen, shown, _time(as_of), _time(as_was), workers))
     shown.close(summary)
 
 

@@ -31,20 +31,30 @@ class Services:
     keys: MongoKeyStore
     descending_indexes: bool
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
+    _collections: dict[str, str] = field(default_factory=dict)  # view name -> its collection
     _served: tuple[float, MongoThreadStore] | None = None
 
     def store_of(self, view: View) -> MongoThreadStore:
-        if view.collection not in self._stores:
-            self._stores[view.collection] = MongoThreadStore(
-                self.database, self.descending_indexes, view.collection
+        return self._store_in(view.collection)
+
+    def _store_in(self, collection: str) -> MongoThreadStore:
+        if collection not in self._stores:
+            self._stores[collection] = MongoThreadStore(
+                self.database, self.descending_indexes, collection
             )
-        return self._stores[view.collection]
+        return self._stores[collection]
+
+    async def _store_named(self, name: str) -> MongoThreadStore:
+        if name not in self._collections:  # a view's collection never changes
+            self._collections[name] = (await self.catalog.require(name)).collection
+        return self._store_in(self._collections[name])
 
     async def written_stores(self) -> list[MongoThreadStore]:
-        """The views the projector writes now: the live one, and the next during a swap."""
+        """The views the projector writes now: the live one, and the next during a swap (one
+        read of the pointer)."""
         pointer = await self.catalog.pointer()
         names = [pointer.live] + ([pointer.next] if pointer.next else [])
-        return [self.store_of(await self.catalog.require(name)) for name in names]
+        return [await self._store_named(name) for name in names]
 
     async def served_store(self) -> MongoThreadStore:
         """The view the API answers from: the one named by THREADVIEW_VIEW, or the live one
@@ -53,8 +63,7 @@ class Services:
             return self.store
         now = time.monotonic()
         if self._served is None or now - self._served[0] > POINTER_TTL:
-            live = await self.catalog.require((await self.catalog.pointer()).live)
-            self._served = (now, self.store_of(live))
+            self._served = (now, await self._store_named((await self.catalog.pointer()).live))
         return self._served[1]
 
     async def close(self) -> None:
