@@ -174,7 +174,7 @@ async def run(
                 if commits and now - commits[0][0] > cap:
                     return Timeline(started, commits, False)
                 if process.poll() is not None:
-                    raise RuntimeError(f"{module} exited:\n{_tail(log)}")
+                    raise RuntimeError(f"{module} exited:\n{tail(log)}")
                 if now - started > patience:
                     raise RuntimeError(f"{module} still {left} records behind after {patience}s")
                 await asyncio.sleep(0.05)
@@ -188,7 +188,7 @@ async def run(
                     process.wait()
 
 
-def _tail(log: Path) -> str:
+def tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:]
 
 

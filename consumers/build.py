@@ -213,7 +213,7 @@ async def _load(
     queue = context.Queue()
     loop = asyncio.get_running_loop()
     executor = ProcessPoolExecutor(
-        max(1, min(workers, len(pending))), context, init_worker, (queue,)
+        max(1, min(workers, len(pending))), context, init_worker, (queue, os.getpid())
     )
     futures: dict[asyncio.Future[dict[str, int]], int] = {}
     finished_all = False

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
@@ -106,9 +109,17 @@ def fold_records(
 _progress: Any = None  # a multiprocessing queue of (partition, records read since last report)
 
 
-def init_worker(progress: Any) -> None:
+def init_worker(progress: Any, parent: int) -> None:
+    """Set up a worker of the rebuild process ``parent``, which may die before this runs."""
     global _progress
     _progress = progress
+
+    def exit_with_parent() -> None:  # a killed rebuild must not leave workers writing on
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def rebuild_partition(*job: Any) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +38,29 @@ def wait_for_progress(process: Process, deadline: float = 60) -> None:
     pytest.fail(f"no progress:\n{process.output()}")
 
 
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def wait_until_gone(pids: list[int], deadline: float = 10) -> bool:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if not any(_running(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _running(pid: int) -> bool:
+    try:  # a zombie (exited, not reaped yet: its parent was killed) does not run
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def status(settings: Settings) -> dict[str, Any]:
     shown = run_cli("consumers.rebuild", settings, "status", "--json")
     assert shown.returncode == 0, shown.stderr
@@ -61,7 +85,9 @@ async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     assert (await services.catalog.require("again")).state == INTERRUPTED
     second = run_process("consumers.rebuild", settings, *RUN, "again")
     wait_for_progress(second)
+    workers = children(second.popen.pid)
     second.kill()
+    assert workers and wait_until_gone(workers), "a killed rebuild left its workers running"
 
     # then: the live view and the pointer are as before; status lists the leftover
     assert [d async for d in services.store.threads.find()] == live_before
