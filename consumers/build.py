@@ -106,7 +106,7 @@ async def run(
         fold_seconds = time.monotonic() - started
         reporter.phase("indexes")
         await store.ensure_indexes()
-        threads = await store.threads.estimated_document_count()
+        threads = await store.threads.count_documents({})
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         with contextlib.suppress(Exception):

@@ -206,7 +206,7 @@ async def _status(services: Services) -> dict[str, Any]:
                 "state": state,
                 "kind": _kind(view),
                 "fold_version": view.fold_version,
-                "threads": await services.store_of(view).threads.estimated_document_count(),
+                "threads": await services.store_of(view).threads.count_documents({}),
                 "behind": behind if view.state == READY and not view.point_in_time else None,
                 "progress": view.progress,
                 "counts": view.counts,
