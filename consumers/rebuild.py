@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
@@ -34,21 +35,31 @@ Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, for scripts"
 
 
 def _run(work: Callable[[Services], Awaitable[T]]) -> T:
-    """Run ``work`` with the composed services; a ViewError is an operator's mistake: exit 2."""
+    """Run ``work`` with the composed services; a ViewError is an operator's mistake: exit 2.
+
+    Ctrl-C and SIGTERM stop it cleanly (a rebuild is marked interrupted, a swap in its
+    handover puts the pointer back), even when started with SIGINT ignored, as a shell's
+    background job is.
+    """
 
     async def go() -> T:
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGTERM,
+            asyncio.current_task().cancel,  # type: ignore[union-attr]
+        )
         services = await bootstrap(get_settings())
         try:
             return await work(services)
         finally:
             await services.close()
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return asyncio.run(go())
     except ViewError as exc:
         typer.echo(f"threadview-rebuild: {exc}", err=True)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         typer.echo("interrupted: the live view is untouched", err=True)
         raise typer.Exit(130) from None
 

@@ -72,7 +72,7 @@ async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     settings: Settings, services: Services, run_process: Any
 ) -> None:
     settings = settings.model_copy(update={"topic_partitions": 6})
-    log = generate(seed=41, threads=2000)
+    log = generate(seed=41, threads=3000)
     await ensure_topics(settings)
     await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
     live_before = [d async for d in services.store.threads.find()]
@@ -82,6 +82,11 @@ async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     wait_for_progress(first)
     first.popen.send_signal(signal.SIGINT)
     assert first.popen.wait(30) == 130, first.output()
+    assert (await services.catalog.require("again")).state == INTERRUPTED
+    stopped = run_process("consumers.rebuild", settings, *RUN, "again")  # resumed, then
+    wait_for_progress(stopped)
+    stopped.popen.terminate()  # SIGTERM, as a service manager stops it
+    assert stopped.popen.wait(30) == 130, stopped.output()
     assert (await services.catalog.require("again")).state == INTERRUPTED
     second = run_process("consumers.rebuild", settings, *RUN, "again")
     wait_for_progress(second)
