@@ -35,7 +35,7 @@ StoreDep = Annotated[MongoThreadStore, Depends(_store)]
 async def _caller(
     services: ServicesDep, api_key: Annotated[str | None, Depends(_api_key_header)]
 ) -> ApiKey:
-    key = await services.keys.authenticate(api_key) if api_key else None
+    key = await services.key_cache.authenticate(api_key) if api_key else None
     if key is None:
         raise ApiError(
             401,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -10,11 +9,12 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import Depends, FastAPI, Path
 
-from api import errors
+from api import errors, ops
 from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
 from services.bootstrap import bootstrap
+from services.logs import configure as configure_logging
 from services.query import ThreadQuery
 from services.settings import Settings, get_settings
 from services.threads import thread, thread_page
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="threadview", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
+    ops.install(app, settings.ready_timeout_ms)
 
     @app.get("/v1/threads", response_model=ThreadList, responses=errors.ERROR_RESPONSES)
     async def list_threads(
@@ -95,9 +96,15 @@ def _without_422(app: FastAPI) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO)
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port)
+    configure_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,  # our handlers (services.logs), no colour
+        access_log=False,  # api.ops logs one line per request, with its id
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from services.decoding import Rejected
 from services.projector import Record
 
 
@@ -74,14 +75,14 @@ class TransactionalCommitter:
         await self.producer.stop()
 
     async def commit(
-        self, records: Sequence[Record], rejected: Sequence[tuple[Record, str]]
+        self, records: Sequence[Record], rejected: Sequence[tuple[Record, Rejected]]
     ) -> None:
         async with self.producer.transaction():
-            for record, reason in rejected:
+            for record, rejection in rejected:
                 await self.producer.send(
                     self.dlq_topic,
                     value=record.value,
                     key=record.key,
-                    headers=dead_letter_headers(record, reason),
+                    headers=dead_letter_headers(record, rejection.reason),
                 )
             await self.producer.send_offsets_to_transaction(next_offsets(records), self.group_id)

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import uvicorn
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord
-from faststream import AckPolicy, FastStream
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
+from prometheus_client import CollectorRegistry, make_asgi_app
 
 from consumers.committer import TransactionalCommitter
+from consumers.metrics import ProjectorMetrics
 from consumers.replay import to_record
 from consumers.topics import ensure_topics
 from services.bootstrap import bootstrap
+from services.logs import configure as configure_logging
 from services.projection import FOLD_VERSION
-from services.projector import Projector
+from services.projector import Projector, Record
 from services.settings import Settings, get_settings
 
 log = logging.getLogger("threadview.projector")
@@ -67,16 +74,54 @@ class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             log.warning("batch still in flight after %.0fs; giving up %s", self.timeout, revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
+        self.assigned = set(assigned)
+
+    assigned: set[Any] = set()  # noqa: RUF012 - replaced, never mutated
 
 
-def create_app(settings: Settings | None = None) -> FastStream:
+def create_app(settings: Settings | None = None) -> AsgiFastStream:
+    """The projector, with its HTTP port: /healthz, /readyz and /metrics."""
     settings = settings or get_settings()
-    broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id="threadview-projector")
-    app = FastStream(broker)
+    registry = CollectorRegistry()
+    metrics = ProjectorMetrics(registry)
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id="threadview-projector",
+        logger=logging.getLogger("threadview.faststream"),
+        log_level=logging.DEBUG,  # its "Received"/"Processed" per batch: our batch line says more
+        middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="threadview-projector")],
+    )
     running: dict[str, Any] = {}
     idle = asyncio.Event()
     idle.set()
+    listener = DrainOnRevoke(idle, timeout=60)
+
+    @get(include_in_schema=False)
+    async def healthz(scope: Any) -> AsgiResponse:
+        return AsgiResponse(b'{"status": "alive"}', 200, {"content-type": "application/json"})
+
+    @get(include_in_schema=False)
+    async def readyz(scope: Any) -> AsgiResponse:
+        """Ready: the store answers a ping in time, and Kafka gave this instance partitions
+        or it applied a batch in the last minute (one of several instances may hold none)."""
+        problems = []
+        services = running.get("services")
+        if services is None or not await services.ping(settings.ready_timeout_ms):
+            problems.append("store not answering")
+        recent = time.time() - metrics.last_batch_at < 60
+        if not listener.assigned and not recent:
+            problems.append("no partitions assigned and no batch applied in the last minute")
+        return readiness(problems)
+
+    app = AsgiFastStream(
+        broker,
+        asgi_routes=[
+            ("/healthz", healthz),
+            ("/readyz", readyz),
+            ("/metrics", make_asgi_app(registry)),
+        ],
+        logger=log,
+    )
 
     @app.on_startup
     async def start() -> None:
@@ -100,9 +145,11 @@ def create_app(settings: Settings | None = None) -> FastStream:
         await committer.start()
         running.update(services=services, committer=committer)
         running["projector"] = Projector(services.written_stores)
+        running["lag"] = asyncio.create_task(metrics.watch_lag(settings))
 
     @app.after_shutdown
     async def stop() -> None:
+        running["lag"].cancel()
         await running["committer"].stop()
         await running["services"].close()
 
@@ -121,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastStream:
         isolation_level="read_committed",
         # offsets are committed by the committer's transaction, after the store write
         ack_policy=AckPolicy.MANUAL,
-        listener=DrainOnRevoke(idle, timeout=60),
+        listener=listener,
         parser=lenient_parser,
         decoder=no_decoding,
     )
@@ -133,15 +180,20 @@ def create_app(settings: Settings | None = None) -> FastStream:
             outcome = await running["projector"].handle(records)
             written = time.perf_counter()
             await running["committer"].commit(records, outcome.rejected)
+            metrics.batch_done(len(records), outcome, written - started)
+            where = offsets(records)
             log.info(
                 "batch of %d: %d applied, %d of unknown types skipped, %d dead letters; "
-                "store %.0f ms, commit %.0f ms",
+                "store %.0f ms, commit %.0f ms; %s %s",
                 len(records),
                 outcome.applied,
-                outcome.unknown,
+                sum(outcome.unknown.values()),
                 len(outcome.rejected),
                 (written - started) * 1000,
                 (time.perf_counter() - written) * 1000,
+                settings.topic,
+                " ".join(f"{p}:{first}-{last}" for p, (first, last) in where.items()),
+                extra={"topic": settings.topic, "partitions": where},
             )
         except BaseException:
             # not committed: seek back so this batch is consumed again, never skipped (on
@@ -156,9 +208,32 @@ def create_app(settings: Settings | None = None) -> FastStream:
     return app
 
 
+def offsets(records: list[Record]) -> dict[int, tuple[int, int]]:
+    """Per partition, the first and last offset of a batch (for its log line)."""
+    found: dict[int, tuple[int, int]] = {}
+    for record in records:
+        first, last = found.get(record.partition, (record.offset, record.offset))
+        found[record.partition] = (min(first, record.offset), max(last, record.offset))
+    return found
+
+
+def readiness(problems: list[str]) -> AsgiResponse:
+    body = json.dumps({"status": "unready" if problems else "ready", "problems": problems})
+    return AsgiResponse(
+        body.encode(), 503 if problems else 200, {"content-type": "application/json"}
+    )
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(create_app().run())
+    settings = get_settings()
+    configure_logging(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.projector_host,
+        port=settings.projector_port,
+        log_config=None,  # our handlers (services.logs), no colour
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from consumers.progress import reporter
 from consumers.swap import swap as swap_view
 from consumers.topics import committed_offsets, reader, topic_offsets
 from services.bootstrap import Services, bootstrap
+from services.logs import configure as configure_logging
 from services.projection import FOLD_VERSION
 from services.settings import get_settings
 from services.views import BUILDING, MAIN, READY, View, ViewError
@@ -293,8 +293,7 @@ def drop(name: str) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    configure_logging(get_settings())
     app()
 
 

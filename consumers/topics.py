@@ -29,20 +29,27 @@ TOPIC_CONFIG = {
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the events topic and the dead-letter topic unless they exist (then unchanged)."""
+    """Create the events topic and the dead-letter topic unless they exist (then unchanged).
+
+    The dead-letter topic has one partition: it is small, and its records are addressed by
+    offset alone (threadview-dlq show OFFSET).
+    """
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, client_id="threadview-admin"
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        for name in (settings.topic, settings.dlq_topic):
+        for name, partitions in (
+            (settings.topic, settings.topic_partitions),
+            (settings.dlq_topic, 1),
+        ):
             if name in existing:
                 continue
-            topic = NewTopic(name, settings.topic_partitions, 1, topic_configs=TOPIC_CONFIG)
+            topic = NewTopic(name, partitions, 1, topic_configs=TOPIC_CONFIG)
             try:
                 await admin.create_topics([topic])
-                log.info("created topic %s (%d partitions)", name, settings.topic_partitions)
+                log.info("created topic %s (%d partitions)", name, partitions)
             except TopicAlreadyExistsError:  # another process created it meanwhile
                 pass
     finally:

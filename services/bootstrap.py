@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -10,8 +11,9 @@ from typing import Any
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
-from services.keys import MongoKeyStore
+from services.keys import KeyCache, MongoKeyStore
 from services.settings import Settings
 from services.store import MongoThreadStore
 from services.views import READY, View, ViewCatalog, ViewError
@@ -29,6 +31,7 @@ class Services:
     catalog: ViewCatalog
     store: MongoThreadStore  # the view served (or written) when the process started
     keys: MongoKeyStore
+    key_cache: KeyCache  # the API's key checks
     descending_indexes: bool
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
     _collections: dict[str, str] = field(default_factory=dict)  # view name -> its collection
@@ -65,6 +68,14 @@ class Services:
         if self._served is None or now - self._served[0] > POINTER_TTL:
             self._served = (now, await self._store_named((await self.catalog.pointer()).live))
         return self._served[1]
+
+    async def ping(self, timeout_ms: int) -> bool:
+        """Whether the store answers within ``timeout_ms`` (readiness probes)."""
+        try:
+            await asyncio.wait_for(self.database.command("ping"), timeout_ms / 1000)
+        except (TimeoutError, PyMongoError):
+            return False
+        return True
 
     async def close(self) -> None:
         await self.client.close()
@@ -108,8 +119,8 @@ async def bootstrap(settings: Settings) -> Services:
     except BaseException:
         await client.close()
         raise
-    services = Services(
-        settings, client, database, catalog, store, MongoKeyStore(database), descending
-    )
+    keys = MongoKeyStore(database)
+    cache = KeyCache(keys, settings.key_cache_seconds)
+    services = Services(settings, client, database, catalog, store, keys, cache, descending)
     services._stores[view.collection] = store
     return services

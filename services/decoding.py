@@ -28,6 +28,21 @@ class Rejected:
 
     reason: str
 
+    @property
+    def code(self) -> str:
+        """The kind of breach, for counting: not_utf8, not_json, key_mismatch, invalid_event."""
+        for prefix, code in _CODES:
+            if self.reason.startswith(prefix):
+                return code
+        return "invalid_event"
+
+
+_CODES = (
+    ("not valid UTF-8", "not_utf8"),
+    ("not valid JSON", "not_json"),
+    ("subject does not match", "key_mismatch"),
+)
+
 
 Decoded = Event | Unknown | Rejected
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -112,3 +113,30 @@ class MongoKeyStore:
             document["created_at"],
             document["revoked_at"],
         )
+
+
+class KeyCache:
+    """Keys checked once are trusted for ``ttl`` seconds, so a request does not pay a store
+    round trip for its key: a revocation applies within ``ttl`` (0: every request looks).
+
+    Only keys that authenticated are kept (by a hash of the plaintext), at most ``size``.
+    """
+
+    def __init__(self, keys: MongoKeyStore, ttl: float, size: int = 10_000) -> None:
+        self.keys, self.ttl, self.size = keys, ttl, size
+        self._trusted: dict[str, tuple[float, ApiKey]] = {}
+
+    async def authenticate(self, plaintext: str) -> ApiKey | None:
+        if self.ttl <= 0:
+            return await self.keys.authenticate(plaintext)
+        digest, now = _hash(plaintext), time.monotonic()
+        found = self._trusted.get(digest)
+        if found is not None and found[0] > now:
+            return found[1]
+        key = await self.keys.authenticate(plaintext)
+        self._trusted.pop(digest, None)
+        if key is not None:
+            if len(self._trusted) >= self.size:  # the oldest entry goes
+                self._trusted.pop(next(iter(self._trusted)))
+            self._trusted[digest] = (now + self.ttl, key)
+        return key

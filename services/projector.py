@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from pymongo.errors import PyMongoError
 
@@ -36,8 +37,10 @@ class Outcome:
     """What became of a batch once its effects on the store are durable."""
 
     applied: int
-    unknown: int  # well-formed events of types this service does not know: skipped
-    rejected: list[tuple[Record, str]]  # for the dead-letter topic, with the reason
+    unknown: Counter[str]  # well-formed events of types this service does not know, by type
+    rejected: list[tuple[Record, Rejected]]  # for the dead-letter topic, with the reason
+    retries: Counter[str] = field(default_factory=Counter)  # "conflict", "unavailable"
+    newest: datetime | None = None  # the latest time of an applied event
 
 
 # the views a batch is written to, looked up for each batch after its records were fetched
@@ -73,30 +76,33 @@ class Projector:
         dead-letter topic, as soon as this returns.
         """
         events: dict[str, list[Event]] = defaultdict(list)
-        rejected: list[tuple[Record, str]] = []
-        unknown = 0
+        rejected: list[tuple[Record, Rejected]] = []
+        unknown: Counter[str] = Counter()
         for record in records:
             decoded = decode(record.key, record.value, record.headers)
             if isinstance(decoded, Rejected):
-                rejected.append((record, decoded.reason))
+                rejected.append((record, decoded))
             elif isinstance(decoded, Unknown):
-                unknown += 1
+                unknown[decoded.type] += 1
             else:
                 events[decoded.subject].append(decoded)
-        await self._retrying(events)
+        retries = await self._retrying(events)
         applied = sum(len(batch) for batch in events.values())
-        return Outcome(applied, unknown, rejected)
+        times = [event.time for batch in events.values() for event in batch]
+        return Outcome(applied, unknown, rejected, retries, max(times, default=None))
 
-    async def _retrying(self, events: dict[str, list[Event]]) -> None:
-        delay = 0.1
+    async def _retrying(self, events: dict[str, list[Event]]) -> Counter[str]:
+        delay, retries = 0.1, Counter[str]()
         while True:
             try:
                 stores = await self.targets()
                 await asyncio.gather(*(self._write(store, events) for store in stores))
-                return
+                return retries
             except WriteConflict as exc:
+                retries["conflict"] += 1
                 log.info("write conflict, reloading: %s", exc)
             except PyMongoError as exc:
+                retries["unavailable"] += 1
                 log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)

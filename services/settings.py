@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,17 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # serve this view (threadview-rebuild) instead of the live one, read only
     view: str | None = None
+    # the projector's own HTTP port: /healthz, /readyz, /metrics
+    projector_host: str = "127.0.0.1"
+    projector_port: int = 8001
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    # how long the API trusts a key it has checked: a revocation applies within this
+    key_cache_seconds: float = Field(10.0, ge=0)
+    # /readyz: the store must answer a ping within this
+    ready_timeout_ms: int = Field(2000, ge=100)
+    # the projector refreshes its consumer-lag gauges this often
+    lag_interval_seconds: float = Field(5.0, gt=0)
 
 
 @lru_cache

@@ -80,6 +80,8 @@ def settings(servers: Servers) -> Settings:
         mongo_url=servers.mongo_url,
         mongo_database=f"test_{run}",
         api_port=_free_port(),
+        projector_port=_free_port(),
+        key_cache_seconds=0,  # revocations apply at once (tests/integration/test_ops.py: cached)
     )
 
 

@@ -1,4 +1,5 @@
-"""The store goes down mid-stream and comes back: the projector waits, catches up, loses nothing."""
+"""The store goes down mid-stream and comes back: the projector waits, catches up, loses nothing;
+both processes report unready while it is down and ready again after."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from services.bootstrap import Services
@@ -23,6 +25,24 @@ from tests.fault.logs import generate, reference
 from tests.kafka import create_topic, lag, produce
 
 pytestmark = pytest.mark.fault
+
+
+async def wait_for_status(urls: list[str], status: int, deadline: float = 60) -> bool:
+    """Until every url answers ``status`` (a process still starting counts as not yet)."""
+    end = time.monotonic() + deadline
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < end:
+            answers = []
+            for url in urls:
+                try:
+                    answers.append((await client.get(url)).status_code)
+                except httpx.HTTPError:
+                    answers.append(None)
+            if all(a == status for a in answers):
+                return True
+            await asyncio.sleep(0.2)
+    return False
+
 
 PID_FILE = ROOT / ".cache" / "run" / "ferretdb.pid"
 
@@ -40,6 +60,12 @@ async def test_store_outage_loses_nothing(
     positions = await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
     settings = settings.model_copy(update={"batch_max_records": 100, "instance_id": "outage"})
     projector = run_process("consumers.projector", settings)
+    api = run_process("api.main", settings)
+    probes = [
+        f"http://127.0.0.1:{settings.projector_port}/readyz",
+        f"http://127.0.0.1:{settings.api_port}/readyz",
+    ]
+    assert await wait_for_status(probes, 200), projector.output()[-2000:] + api.output()[-2000:]
     total = len(log.records)
     deadline = time.monotonic() + 120
     while (
@@ -52,7 +78,8 @@ async def test_store_outage_loses_nothing(
     # when: the store is killed mid-stream, stays down a while, and comes back
     os.kill(int(PID_FILE.read_text()), signal.SIGKILL)
     down_at = await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group)
-    await asyncio.sleep(6)
+    assert await wait_for_status(probes, 503), "a process stayed ready with the store down"
+    await asyncio.sleep(3)
     stalled_at = await lag(
         settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
     )
@@ -61,6 +88,7 @@ async def test_store_outage_loses_nothing(
     # then: nothing was committed while the store was down, and afterwards all of it was
     assert stalled_at >= down_at - 100  # at most the batch that was being committed
     assert stalled_at > 0, "the outage came too late to test anything"
+    assert await wait_for_status(probes, 200), "a process did not become ready again"
     remaining = await wait_for_no_lag(settings, time.monotonic() + 300)
     assert remaining == 0, projector.output()[-3000:]
     assert projector.popen.poll() is None, "the projector must survive an outage"

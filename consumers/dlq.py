@@ -1,0 +1,550 @@
+"""threadview-dlq: see what the projector dead-lettered, and send records back once fixed.
+
+The dead-letter topic is read outside any consumer group (nothing is committed, the live
+projector is untouched) and read committed — dead letters are published in the projector's
+transactions, so records of aborted transactions are never shown — from each partition's first
+offset to its end offset captured at the start. A record is addressed as ``OFFSET`` when the
+topic has one partition (the project creates it so) and as ``PARTITION:OFFSET`` otherwise;
+``PARTITION:OFFSET`` always works.
+
+``redrive`` re-publishes dead letters to the events topic, once each: every record it sends is
+marked in the store (collection ``dlq_redriven``, ``_id`` = ``<dlq topic>:<partition>:<offset>``,
+the same text as the ``threadview.redriven_from`` header it adds), and a marked record is
+skipped. Per record it checks the mark, produces (idempotent producer, ``acks=all``), waits for
+the broker's acknowledgement, and only then writes the mark: a mark therefore always means
+"on the topic". A crash between the acknowledgement and the mark leaves that one record
+unmarked, and a rerun sends it again. That is harmless: the projector's fold is idempotent
+(README, "The event contract"), so an event applied twice gives the same document.
+
+Configured by the same THREADVIEW_* variables as the projector and the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import signal
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from consumers.replay import read_range, to_record
+from consumers.topics import Offsets, partitions_of, reader, topic_offsets
+from services.bootstrap import connect
+from services.projector import Record
+from services.settings import Settings, get_settings
+from services.views import ViewError
+
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0],
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+T = TypeVar("T")
+Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, for scripts")]
+Reason = Annotated[
+    str | None, typer.Option("--reason", help="only reasons containing this (any case)")
+]
+First = Annotated[
+    str | None, typer.Option("--from", help="first record, OFFSET or PARTITION:OFFSET (inclusive)")
+]
+Last = Annotated[
+    str | None, typer.Option("--to", help="last record, OFFSET or PARTITION:OFFSET (inclusive)")
+]
+
+MARKS = "dlq_redriven"
+REDRIVEN_FROM = "threadview.redriven_from"
+DLQ_PREFIX = "dlq."  # the headers the dead-letter path adds (consumers.committer)
+SHORT_REASON = 60  # characters of a reason a terminal table shows
+FETCH_RECORDS = 500
+
+
+class DlqError(Exception):
+    """A request that cannot be served, with a one-line message for the operator."""
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work``; an operator's mistake (a bad offset, a missing topic) is exit status 2,
+    an unreachable broker or store exit status 1, each one line on stderr.
+
+    SIGTERM stops it like Ctrl-C: a redrive stops between records, and every record it
+    marked is on the topic.
+    """
+
+    async def go() -> T:
+        asyncio.get_running_loop().add_signal_handler(
+            signal.SIGTERM,
+            asyncio.current_task().cancel,  # type: ignore[union-attr]
+        )
+        return await work()
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return asyncio.run(go())
+    except (DlqError, ViewError) as exc:
+        typer.echo(f"threadview-dlq: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (KafkaError, PyMongoError) as exc:
+        typer.echo(f"threadview-dlq: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+# --- naming records: OFFSET or PARTITION:OFFSET, and selecting them ---
+
+
+@dataclass(frozen=True)
+class Topic:
+    """The dead-letter topic as read at the start: its partitions and their offsets."""
+
+    name: str
+    offsets: Offsets
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self.offsets.end)
+
+    @property
+    def single(self) -> bool:
+        return len(self.offsets.end) == 1
+
+    def address(self, record: Record) -> str:
+        """How the operator names a record: its offset, prefixed by its partition if needed."""
+        return str(record.offset) if self.single else f"{record.partition}:{record.offset}"
+
+    def parse(self, text: str) -> tuple[int, int]:
+        """``OFFSET`` (one partition only) or ``PARTITION:OFFSET`` as (partition, offset)."""
+        parts = text.strip().split(":")
+        if len(parts) == 1 and self.single:
+            parts = [str(self.partitions[0]), parts[0]]
+        elif len(parts) == 1:
+            raise DlqError(
+                f"{text!r}: {self.name} has {len(self.partitions)} partitions, "
+                "so give PARTITION:OFFSET"
+            )
+        if len(parts) != 2 or not all(p.isascii() and p.isdigit() for p in parts):
+            raise DlqError(f"bad offset {text!r}: expected OFFSET or PARTITION:OFFSET")
+        partition, offset = int(parts[0]), int(parts[1])
+        if partition not in self.offsets.end:
+            raise DlqError(f"{self.name} has no partition {partition} (it has {self.partitions})")
+        return partition, offset
+
+    def mark_id(self, record: Record) -> str:
+        """The record's name everywhere it is remembered: the mark's _id and the header."""
+        return f"{self.name}:{record.partition}:{record.offset}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters a command acts on: by reason, and by position, in the order of
+    (partition, offset) — on a one-partition topic, simply an offset range."""
+
+    reason: str | None = None
+    first: tuple[int, int] | None = None
+    last: tuple[int, int] | None = None
+
+    def span(self, partition: int, begin: int, end: int) -> tuple[int, int] | None:
+        """The offsets of ``partition`` to read, [start, stop), or None for none."""
+        start, stop = begin, end
+        if self.first is not None:
+            if partition < self.first[0]:
+                return None
+            if partition == self.first[0]:
+                start = max(start, self.first[1])
+        if self.last is not None:
+            if partition > self.last[0]:
+                return None
+            if partition == self.last[0]:
+                stop = min(stop, self.last[1] + 1)
+        return (start, stop) if start < stop else None
+
+    def matches(self, record: Record) -> bool:
+        return self.reason is None or self.reason.casefold() in _reason(record).casefold()
+
+
+# --- reading the dead-letter topic ---
+
+
+async def _open(settings: Settings) -> tuple[AIOKafkaConsumer, Topic]:
+    consumer = reader(settings, fetch_max_wait_ms=100)
+    await consumer.start()
+    try:
+        offsets = await topic_offsets(consumer, settings.dlq_topic)
+        return consumer, Topic(settings.dlq_topic, offsets)
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
+async def _read(consumer: AIOKafkaConsumer, topic: Topic, selection: Selection) -> list[Record]:
+    """The selected dead letters, partition by partition, in offset order."""
+    found: list[Record] = []
+    for partition in topic.partitions:
+        span = selection.span(
+            partition, topic.offsets.begin[partition], topic.offsets.end[partition]
+        )
+        if span is None:
+            continue
+        tp = TopicPartition(topic.name, partition)
+        async for batch in read_range(consumer, tp, *span, FETCH_RECORDS):
+            found += [r for r in map(to_record, batch) if selection.matches(r)]
+    return found
+
+
+async def _selected(
+    settings: Settings, reason: str | None, first: str | None, last: str | None
+) -> tuple[Topic, list[Record]]:
+    consumer, topic = await _open(settings)
+    try:
+        selection = Selection(
+            reason,
+            topic.parse(first) if first is not None else None,
+            topic.parse(last) if last is not None else None,
+        )
+        return topic, await _read(consumer, topic, selection)
+    finally:
+        await consumer.stop()
+
+
+# --- rendering: text where it is text ---
+
+
+def _header(record: Record, name: str) -> str | None:
+    """The last header named ``name``, as text."""
+    values = [v for n, v in record.headers if n == name]
+    return _text(values[-1]) if values else None
+
+
+def _reason(record: Record) -> str:
+    return _header(record, "dlq.reason") or ""
+
+
+def reason_prefix(reason: str) -> str:
+    """What went wrong, without the detail: the text before the first ':'."""
+    return reason.split(":", 1)[0].strip() or "(no reason)"
+
+
+def _origin(record: Record) -> str:
+    return ":".join(_header(record, f"dlq.{n}") or "?" for n in ("topic", "partition", "offset"))
+
+
+def _text(raw: bytes | None) -> str | None:
+    """Header values and keys as text, or ``hex:...`` when they are not UTF-8."""
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return f"hex:{raw.hex()}"
+
+
+def render_value(raw: bytes | None) -> tuple[str | None, str]:
+    """A record value and how it is written: as text, or base64 when it is not UTF-8."""
+    if raw is None:
+        return None, "null"
+    try:
+        return raw.decode(), "text"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), "base64"
+
+
+def _time(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _summary(topic: Topic, record: Record) -> dict[str, Any]:
+    return {
+        "address": topic.address(record),
+        "partition": record.partition,
+        "offset": record.offset,
+        "failed_at": _header(record, "dlq.failed_at"),
+        "reason": _reason(record),
+        "origin": _origin(record),
+        "key": _text(record.key),
+    }
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        typer.echo("  ".join(cells).rstrip())
+
+
+def _short(text: str, width: int = SHORT_REASON) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, default=str, ensure_ascii=False))
+
+
+# --- the commands ---
+
+
+@app.command("list")
+def list_(
+    reason: Reason = None, first: First = None, last: Last = None, as_json: Json = False
+) -> None:
+    """One line per dead letter, then how many there are per kind of reason."""
+    settings = get_settings()
+    topic, records = _run(lambda: _selected(settings, reason, first, last))
+    listed = [_summary(topic, r) for r in records]
+    reasons = Counter(reason_prefix(d["reason"]) for d in listed).most_common()
+    if as_json:
+        _echo_json(
+            {
+                "topic": topic.name,
+                "partitions": len(topic.partitions),
+                "count": len(listed),
+                "reasons": dict(reasons),
+                "dead_letters": listed,
+            }
+        )
+        return
+    if listed:
+        rows = [("OFFSET", "FAILED AT", "REASON", "ORIGIN", "KEY")]
+        rows += [
+            (
+                d["address"],
+                d["failed_at"] or "",
+                _short(d["reason"]),
+                d["origin"],
+                d["key"] or "",
+            )
+            for d in listed
+        ]
+        _table(rows)
+        typer.echo("")
+    typer.echo(f"{len(listed)} dead letters in {topic.name}")
+    for prefix, count in reasons:
+        typer.echo(f"  {count:>6}  {prefix}")
+
+
+@app.command()
+def show(
+    offset: Annotated[str, typer.Argument(help="OFFSET, or PARTITION:OFFSET")],
+    as_json: Json = False,
+) -> None:
+    """Everything about one dead letter: key, every header, the value, size and time."""
+    settings = get_settings()
+    topic, record = _run(lambda: _one(settings, offset))
+    value, encoding = render_value(record.value)
+    shown: dict[str, Any] = {
+        "topic": topic.name,
+        "address": topic.address(record),
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": _time(record.timestamp),
+        "key": _text(record.key),
+        "headers": [{"name": n, "value": _text(v)} for n, v in record.headers],
+        "value": value,
+        "value_encoding": encoding,
+        "size": len(record.value or b""),
+    }
+    if as_json:
+        _echo_json(shown)
+        return
+    typer.echo(f"dead letter {shown['address']} of {topic.name}")
+    _table(
+        [
+            ("timestamp", shown["timestamp"]),
+            ("key", shown["key"] or "(none)"),
+            ("size", f"{shown['size']} bytes"),
+        ]
+    )
+    typer.echo("headers:")
+    _table([("  " + h["name"], h["value"] or "") for h in shown["headers"]] or [("  (none)",)])
+    typer.echo(f"value ({encoding}):")
+    typer.echo(value or "")
+
+
+async def _one(settings: Settings, text: str) -> tuple[Topic, Record]:
+    consumer, topic = await _open(settings)
+    try:
+        partition, offset = topic.parse(text)
+        begin, end = topic.offsets.begin[partition], topic.offsets.end[partition]
+        if not begin <= offset < end:
+            held = f"offsets {begin} to {end - 1}" if begin < end else "no records"
+            raise DlqError(f"no dead letter at {text}: partition {partition} holds {held}")
+        tp = TopicPartition(topic.name, partition)
+        async for batch in read_range(consumer, tp, offset, offset + 1, 1):
+            for raw in batch:
+                if raw.offset == offset:
+                    return topic, to_record(raw)
+        raise DlqError(
+            f"no dead letter at {text}: that offset holds a transaction marker or an aborted record"
+        )
+    finally:
+        await consumer.stop()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one selected dead letter."""
+
+    record: Record
+    status: str  # "re-driven", "would re-drive" or "already re-driven"
+    target: str | None = None  # topic:partition:offset it was (or had been) sent to
+
+
+@app.command()
+def redrive(
+    dry_run: Annotated[bool, typer.Option(help="list what would be sent; change nothing")] = False,
+    reason: Reason = None,
+    first: First = None,
+    last: Last = None,
+    as_json: Json = False,
+) -> None:
+    """Send the selected dead letters back to the events topic, once each."""
+    settings = get_settings()
+    topic, outcomes = _run(lambda: _redrive(settings, reason, first, last, dry_run))
+    counts = Counter(o.status for o in outcomes)
+    summary = {
+        "topic": topic.name,
+        "to": settings.topic,
+        "dry_run": dry_run,
+        "selected": len(outcomes),
+        "redriven": counts["re-driven"],
+        "would_redrive": counts["would re-drive"],
+        "already_redriven": counts["already re-driven"],
+    }
+    if as_json:
+        records = [
+            {
+                "address": topic.address(o.record),
+                "id": topic.mark_id(o.record),
+                "status": o.status,
+                "target": o.target,
+                "reason": _reason(o.record),
+                "key": _text(o.record.key),
+            }
+            for o in outcomes
+        ]
+        _echo_json({**summary, "records": records})
+        return
+    if outcomes:
+        rows = [("OFFSET", "STATUS", "TARGET", "REASON", "KEY")]
+        rows += [
+            (
+                topic.address(o.record),
+                o.status,
+                o.target or "",
+                _short(_reason(o.record)),
+                _text(o.record.key) or "",
+            )
+            for o in outcomes
+        ]
+        _table(rows)
+        typer.echo("")
+    done = (
+        f"would re-drive {summary['would_redrive']}"
+        if dry_run
+        else f"re-driven {summary['redriven']}"
+    )
+    typer.echo(
+        f"selected {len(outcomes)}, {done}, already re-driven (skipped) "
+        f"{summary['already_redriven']} ({topic.name} -> {settings.topic})"
+    )
+
+
+async def _redrive(
+    settings: Settings, reason: str | None, first: str | None, last: str | None, dry_run: bool
+) -> tuple[Topic, list[Outcome]]:
+    topic, records = await _selected(settings, reason, first, last)
+    await _require_target(settings)
+    client, database = connect(settings)
+    marks = database[MARKS]
+    producer = None
+    if not dry_run:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="threadview-dlq",
+            enable_idempotence=True,
+            acks="all",
+        )
+        await producer.start()
+    try:
+        return topic, [await _redrive_one(topic, r, marks, producer, settings) for r in records]
+    finally:
+        if producer is not None:
+            await producer.stop()
+        await client.close()
+
+
+async def _require_target(settings: Settings) -> None:
+    """Refuse to send to an events topic that does not exist (the broker might create one
+    with its defaults, which a replayable log must not have)."""
+    consumer = reader(settings)
+    await consumer.start()
+    try:
+        await partitions_of(consumer, settings.topic)
+    finally:
+        await consumer.stop()
+
+
+async def _redrive_one(
+    topic: Topic,
+    record: Record,
+    marks: AsyncCollection[dict[str, Any]],
+    producer: AIOKafkaProducer | None,
+    settings: Settings,
+) -> Outcome:
+    """Skip if marked; else produce, wait for the acknowledgement, then mark."""
+    mark_id = topic.mark_id(record)
+    marked = await marks.find_one({"_id": mark_id})
+    if marked is not None:
+        target = f"{marked['topic']}:{marked['partition']}:{marked['offset']}"
+        return Outcome(record, "already re-driven", target)
+    if producer is None:
+        return Outcome(record, "would re-drive")
+    sent = await producer.send_and_wait(
+        settings.topic, record.value, key=record.key, headers=redriven_headers(record, mark_id)
+    )
+    # a redrive running at the same time may have sent and marked it too: harmless
+    with contextlib.suppress(DuplicateKeyError):
+        await marks.insert_one(
+            {
+                "_id": mark_id,
+                "redriven_at": datetime.now(UTC),
+                "topic": settings.topic,
+                "partition": sent.partition,
+                "offset": sent.offset,
+                "reason": _reason(record),
+            }
+        )
+    return Outcome(record, "re-driven", f"{settings.topic}:{sent.partition}:{sent.offset}")
+
+
+def redriven_headers(record: Record, mark_id: str) -> list[tuple[str, bytes]]:
+    """The original headers — without the dead-letter path's, and without the mark of an
+    earlier redrive of the same event — plus where this copy came from."""
+    kept = [
+        (name, value)
+        for name, value in record.headers
+        if not name.startswith(DLQ_PREFIX) and name != REDRIVEN_FROM
+    ]
+    return [*kept, (REDRIVEN_FROM, mark_id.encode())]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Logging for every process: one line per event of interest, plain text or JSON, never colour.
+
+``THREADVIEW_LOG_FORMAT=json`` writes one JSON object per line (python-json-logger), with the
+fields a line carries (``request_id`` on the API, ``topic``/``partitions`` on the projector's
+batch lines) as keys of their own; ``text`` (the default) writes the same as plain text. No
+ANSI codes either way: FastStream and uvicorn log through these handlers, not their own
+coloured ones. The level comes from ``THREADVIEW_LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from services.settings import Settings
+
+# the request being served (API): added to every line logged while it is
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class _RequestId(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        current = request_id.get()
+        if current is not None and not hasattr(record, "request_id"):
+            record.request_id = current
+        return True
+
+
+class _Text(logging.Formatter):
+    """Plain text; a request id, when there is one, ends the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} request_id={rid}" if rid else line
+
+
+def configure(settings: Settings) -> None:
+    """Route every logger (ours, FastStream's, aiokafka's, uvicorn's) to one stderr handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestId())
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                timestamp=False,
+            )
+        )
+    else:
+        handler.setFormatter(_Text(TEXT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "aiokafka"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []  # their own (coloured) handlers go; lines reach the root's
+        logger.propagate = True
+    # aiokafka reports every routine coordinator change at INFO; its warnings still show
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
