@@ -79,8 +79,8 @@ def settings(servers: Servers) -> Settings:
         topic_partitions=3,
         mongo_url=servers.mongo_url,
         mongo_database=f"test_{run}",
-        api_port=_free_port(),
-        projector_port=_free_port(),
+        api_port=free_port(),
+        projector_port=free_port(),
         key_cache_seconds=0,  # revocations apply at once (tests/integration/test_ops.py: cached)
     )
 
@@ -93,7 +93,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
     await built.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

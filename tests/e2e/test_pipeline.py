@@ -102,3 +102,8 @@ async def test_produced_events_appear_in_the_api(
     headers = dict(dead[0].headers)
     assert headers["dlq.reason"].startswith(b"not valid JSON")
     assert headers["dlq.topic"] == settings.topic.encode()
+
+    # and a normal run logs no warning or error (issue: operators alert on them)
+    projector.stop()
+    for line in projector.output().splitlines():
+        assert " WARNING " not in line and " ERROR " not in line, line

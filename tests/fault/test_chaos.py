@@ -16,6 +16,7 @@ import pytest
 
 from services.bootstrap import Services
 from services.settings import Settings
+from tests.conftest import free_port
 from tests.fault.harness import (
     assert_dead_letters_are_the_poison,
     assert_view_is_the_fold_of_the_log,
@@ -56,9 +57,13 @@ async def test_crashes_restarts_and_two_consumers_change_nothing(
         )
         if kill == 1:
             second = run_process(
-                "consumers.projector", settings.model_copy(update={"instance_id": "chaos-b"})
+                "consumers.projector",
+                settings.model_copy(
+                    update={"instance_id": "chaos-b", "projector_port": free_port()}
+                ),
             )
         if kill == 4 and second is not None:
+            assert second.popen.poll() is None, f"the second projector died:\n{second.output()}"
             second.kill()
     # a generous deadline: the projector applies a few thousand records a second (bench/)
     catch_up = max(300.0, len(log.records) / 50)
