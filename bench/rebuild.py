@@ -50,7 +50,7 @@ from bench.stats import machine, median, ratio
 from bench.throughput import ROOT, Progress, measure, tail
 from services.settings import Settings
 from services.store import MongoThreadStore
-from tests.conftest import settings_env
+from tests.conftest import free_port, settings_env
 
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
 CHUNK, LOADERS = 1000, 4
@@ -231,7 +231,12 @@ async def main() -> None:
     args.logs = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     args.run_id = run_id = uuid4().hex[:8]
     topic = await publish(args.kafka, args.threads, args.events)
-    base = Settings(kafka_bootstrap_servers=args.kafka, mongo_url=args.mongo_url, topic=topic)
+    base = Settings(
+        kafka_bootstrap_servers=args.kafka,
+        mongo_url=args.mongo_url,
+        topic=topic,
+        projector_port=free_port(),  # not the port of a projector running beside the bench
+    )
     base = base.model_copy(  # the (a) runs' dead letters (none in this log) go to a topic of ours
         update={"dlq_topic": f"{topic}.{run_id}.dlq", "mongo_database": f"bench_rebuild_{run_id}"}
     )

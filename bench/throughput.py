@@ -47,7 +47,7 @@ from bench.families import documents
 from bench.stats import fmt, machine, median, ratio
 from services.bootstrap import bootstrap
 from services.settings import Settings
-from tests.conftest import settings_env
+from tests.conftest import free_port, settings_env
 from tests.fault.logs import generate
 from tests.kafka import create_topic, lag, produce
 
@@ -255,6 +255,7 @@ async def main() -> None:
         topic=f"bench.{run_id}.threads.events",
         dlq_topic=f"bench.{run_id}.dlq",
         topic_partitions=PARTITIONS,
+        projector_port=free_port(),  # not the port of a projector running beside the bench
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     log = generate(seed=11, threads=args.threads)
