@@ -21,24 +21,22 @@ Configured by the same THREADVIEW_* variables as the projector and the API.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import logging
-import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import DuplicateKeyError
 
+from consumers import cli
 from consumers.replay import read_range, to_record
 from consumers.topics import Offsets, partitions_of, reader, topic_offsets
 from services.bootstrap import connect
@@ -76,32 +74,10 @@ class DlqError(Exception):
 
 
 def _run(work: Callable[[], Awaitable[T]]) -> T:
-    """Run ``work``; an operator's mistake (a bad offset, a missing topic) is exit status 2,
-    an unreachable broker or store exit status 1, each one line on stderr.
-
-    SIGTERM stops it like Ctrl-C: a redrive stops between records, and every record it
-    marked is on the topic.
-    """
-
-    async def go() -> T:
-        asyncio.get_running_loop().add_signal_handler(
-            signal.SIGTERM,
-            asyncio.current_task().cancel,  # type: ignore[union-attr]
-        )
-        return await work()
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return asyncio.run(go())
-    except (DlqError, ViewError) as exc:
-        typer.echo(f"threadview-dlq: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except (KafkaError, PyMongoError) as exc:
-        typer.echo(f"threadview-dlq: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
+    """Run ``work`` (consumers.cli.run): a bad offset or a missing topic exits 2, an
+    unreachable broker or store 1; SIGTERM stops a redrive between records, like Ctrl-C, and
+    every record it marked is on the topic."""
+    return cli.run(work, "threadview-dlq", (DlqError, ViewError))
 
 
 # --- naming records: OFFSET or PARTITION:OFFSET, and selecting them ---
@@ -278,13 +254,6 @@ def _summary(topic: Topic, record: Record) -> dict[str, Any]:
     }
 
 
-def _table(rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        typer.echo("  ".join(cells).rstrip())
-
-
 def _short(text: str, width: int = SHORT_REASON) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -328,7 +297,7 @@ def list_(
             )
             for d in listed
         ]
-        _table(rows)
+        cli.table(rows)
         typer.echo("")
     typer.echo(f"{len(listed)} dead letters in {topic.name}")
     for prefix, count in reasons:
@@ -360,7 +329,7 @@ def show(
         _echo_json(shown)
         return
     typer.echo(f"dead letter {shown['address']} of {topic.name}")
-    _table(
+    cli.table(
         [
             ("timestamp", shown["timestamp"]),
             ("key", shown["key"] or "(none)"),
@@ -368,7 +337,7 @@ def show(
         ]
     )
     typer.echo("headers:")
-    _table([("  " + h["name"], h["value"] or "") for h in shown["headers"]] or [("  (none)",)])
+    cli.table([("  " + h["name"], h["value"] or "") for h in shown["headers"]] or [("  (none)",)])
     typer.echo(f"value ({encoding}):")
     typer.echo(value or "")
 
@@ -449,7 +418,7 @@ def redrive(
             )
             for o in outcomes
         ]
-        _table(rows)
+        cli.table(rows)
         typer.echo("")
     done = (
         f"would re-drive {summary['would_redrive']}"

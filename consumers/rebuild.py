@@ -5,9 +5,7 @@ Configured by the same THREADVIEW_* variables as the projector and the API.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
@@ -17,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from consumers import build, compare
+from consumers import build, cli, compare
 from consumers.progress import reporter
 from consumers.swap import swap as swap_view
 from consumers.topics import committed_offsets, reader, topic_offsets
@@ -35,33 +33,18 @@ Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, for scripts"
 
 
 def _run(work: Callable[[Services], Awaitable[T]]) -> T:
-    """Run ``work`` with the composed services; a ViewError is an operator's mistake: exit 2.
+    """Run ``work`` with the composed services (consumers.cli.run: exit statuses, signals)."""
 
-    Ctrl-C and SIGTERM stop it cleanly (a rebuild is marked interrupted, a swap in its
-    handover puts the pointer back), even when started with SIGINT ignored, as a shell's
-    background job is.
-    """
-
-    async def go() -> T:
-        asyncio.get_running_loop().add_signal_handler(
-            signal.SIGTERM,
-            asyncio.current_task().cancel,  # type: ignore[union-attr]
-        )
+    async def composed() -> T:
         services = await bootstrap(get_settings())
         try:
             return await work(services)
         finally:
             await services.close()
 
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return asyncio.run(go())
-    except ViewError as exc:
-        typer.echo(f"threadview-rebuild: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        typer.echo("interrupted: the live view is untouched", err=True)
-        raise typer.Exit(130) from None
+    return cli.run(
+        composed, "threadview-rebuild", (ViewError,), "interrupted: the live view is untouched"
+    )
 
 
 def _time(value: str | None) -> datetime | None:
@@ -185,9 +168,7 @@ def status(as_json: Json = False) -> None:
                 str(v["created_at"])[:19],
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    cli.table(rows)
 
 
 async def _status(services: Services) -> dict[str, Any]:

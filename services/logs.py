@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from typing import TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -31,6 +32,25 @@ class _RequestId(logging.Filter):
         return True
 
 
+# aiokafka logs these at ERROR although it retries them and they pass on their own: a broker
+# still creating its offsets topic right after it started, a topic just created and not yet in
+# the metadata. They are INFO here, so that an ERROR line always means something to look at.
+_TRANSIENT = (
+    "GroupCoordinatorNotAvailableError",
+    "NotCoordinatorForGroupError",
+    "not found in cluster metadata",
+)
+
+
+class _Transient(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO and record.name.startswith("aiokafka"):
+            message = record.getMessage()
+            if any(text in message for text in _TRANSIENT):
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class _Text(logging.Formatter):
     """Plain text; a request id, when there is one, ends the line."""
 
@@ -40,10 +60,12 @@ class _Text(logging.Formatter):
         return f"{line} request_id={rid}" if rid else line
 
 
-def configure(settings: Settings) -> None:
-    """Route every logger (ours, FastStream's, aiokafka's, uvicorn's) to one stderr handler."""
-    handler = logging.StreamHandler(sys.stderr)
+def configure(settings: Settings, stream: TextIO | None = None) -> None:
+    """Route every logger (ours, FastStream's, aiokafka's, uvicorn's) to one handler, on
+    ``stream`` (stderr by default)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_RequestId())
+    handler.addFilter(_Transient())
     if settings.log_format == "json":
         handler.setFormatter(
             JsonFormatter(
