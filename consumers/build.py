@@ -95,10 +95,12 @@ async def run(
     started = time.monotonic()
     view = await _start(services, check_name(name), as_of, as_was, reporter)
     store = services.store_of(view)
-    pending = [int(p) for p in view.end if int(p) not in view.done and view.end[p] > view.begin[p]]
-    pending.sort(key=lambda p: view.begin[str(p)] - view.end[str(p)])  # largest first
-    total = sum(view.end[p] - view.begin[p] for p in view.end)
-    already = total - sum(view.end[str(p)] - view.begin[str(p)] for p in pending)
+    size = {p: view.end[p] - view.begin[p] for p in view.end}
+    pending = sorted(  # largest first
+        (p for p in size if p not in view.done and size[p] > 0), key=size.__getitem__, reverse=True
+    )
+    total = sum(size.values())
+    already = total - sum(size[p] for p in pending)
     tally = Tally(**view.counts)
     try:
         reporter.phase("fold", total)
@@ -170,8 +172,8 @@ async def _start(
             topic=settings.topic,
             as_of=as_of,
             as_was=as_was,
-            begin={str(p): o for p, o in offsets.begin.items()},
-            end={str(p): o for p, o in offsets.end.items()},
+            begin=offsets.begin,
+            end=offsets.end,
             done=[p for p, o in offsets.end.items() if o <= offsets.begin[p]],
             heartbeat_at=datetime.now(UTC),
             owner=_owner(),
@@ -224,8 +226,8 @@ async def _load(
                 services.settings,
                 view.collection,
                 p,
-                view.begin[str(p)],
-                view.end[str(p)],
+                view.begin[p],
+                view.end[p],
                 view.as_of,
             )
             futures[asyncio.wrap_future(job, loop=loop)] = p

@@ -18,9 +18,14 @@ SAMPLE = 10
 def comparable(document: dict[str, Any]) -> dict[str, Any]:
     """What a thread is, for comparing views: the API's fields and the set of message ids
     (not the fold's clocks, nor the revision, which counts writes)."""
-    compared = view_from_document({k: v for k, v in document.items() if k != "message_ids"})
+    compared = _view(document)
     compared["message_ids"] = sorted(document.get("message_ids", []))
     return compared
+
+
+def _view(document: dict[str, Any]) -> dict[str, Any]:
+    """The API's fields of a document read with ``MongoThreadStore.documents``."""
+    return view_from_document({k: v for k, v in document.items() if k != "message_ids"})
 
 
 @dataclass
@@ -70,7 +75,7 @@ async def diff(a: MongoThreadStore, b: MongoThreadStore) -> Difference:
 async def exported(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
     """Every thread the API can list, as the API renders it (JSON values), by id."""
     async for document in store.documents():
-        view = view_from_document({k: v for k, v in document.items() if k != "message_ids"})
+        view = _view(document)
         if view["listed"]:
             yield Thread.model_validate(view).model_dump(mode="json")
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from consumers.topics import committed_offsets, reader, topic_offsets
+from consumers.topics import admin_client, committed_offsets, reader, topic_offsets
 from services.projector import Outcome
 from services.settings import Settings
 
@@ -103,13 +103,14 @@ class ProjectorMetrics:
         Read from Kafka rather than from the batches, so the gauge keeps moving while the
         projector is stuck (store down) or stopped elsewhere.
         """
-        consumer = reader(settings)
+        consumer, admin = reader(settings), admin_client(settings)
         await consumer.start()
+        await admin.start()
         try:
             while True:
                 try:
                     ends = (await topic_offsets(consumer, settings.topic)).end
-                    committed = await committed_offsets(settings)
+                    committed = await committed_offsets(settings, admin)
                     for partition, end in ends.items():
                         behind = max(0, end - committed.get(partition, 0))
                         self.lag.labels(settings.topic, str(partition)).set(behind)
@@ -117,4 +118,5 @@ class ProjectorMetrics:
                     log.info("consumer lag not measured: %s", exc)
                 await asyncio.sleep(settings.lag_interval_seconds)
         finally:
+            await admin.close()
             await consumer.stop()

@@ -66,6 +66,7 @@ class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, idle: asyncio.Event, timeout: float) -> None:
         self.idle = idle
         self.timeout = timeout
+        self.assigned: set[Any] = set()  # what Kafka gave this instance (readiness)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         try:
@@ -75,8 +76,6 @@ class DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.assigned = set(assigned)
-
-    assigned: set[Any] = set()  # noqa: RUF012 - replaced, never mutated
 
 
 def create_app(settings: Settings | None = None) -> AsgiFastStream:

@@ -180,13 +180,13 @@ async def _status(services: Services) -> dict[str, Any]:
     finally:
         await consumer.stop()
     pointer = await services.catalog.pointer()
-    committed = {str(p): o for p, o in (await committed_offsets(settings)).items()}
+    committed = await committed_offsets(settings)
     warnings = [w for w in [build.truncation_warning(settings.topic, offsets)] if w]
     views = []
     for view in await services.catalog.all():
         state = _state(view, pointer.live, pointer.next)
         reached = committed if state == "live" else view.reached
-        behind = sum(max(0, e - int(reached.get(str(p), 0))) for p, e in offsets.end.items())
+        behind = sum(max(0, e - reached.get(p, 0)) for p, e in offsets.end.items())
         if view.fold_version != FOLD_VERSION and state == "live":
             warnings.append(
                 f"the live view {view.name!r} was built by fold version {view.fold_version}"

@@ -73,7 +73,7 @@ async def swap(services: Services, name: str, reporter: Reporter) -> dict[str, A
         await consumer.stop()
     # the old view got every record the group had committed before the handover began (and
     # maybe more): swapping back to it catches up from there
-    await catalog.update(live, reached={str(p): o for p, o in committed.items()})
+    await catalog.update(live, reached=committed)
     return {"live": name, "previous": live, "caught_up_records": applied}
 
 
@@ -94,7 +94,7 @@ def _check(view: View, live: str, topic: str) -> None:
 
 
 def _behind(view: View, end: dict[int, int]) -> int:
-    return sum(max(0, o - view.reached.get(str(p), 0)) for p, o in end.items())
+    return sum(max(0, o - view.reached.get(p, 0)) for p, o in end.items())
 
 
 async def _catch_up(
@@ -109,12 +109,12 @@ async def _catch_up(
     done = 0
     for partition, stop in sorted(end.items()):
         tp = TopicPartition(services.settings.topic, partition)
-        start = view.reached.get(str(partition), 0)
+        start = view.reached.get(partition, 0)
         async for raws in read_range(consumer, tp, start, stop, max_records=BATCH):
             await projector.handle([to_record(r) for r in raws])
             done += len(raws)
             reporter.advance(done)
-        view.reached[str(partition)] = max(start, stop)
+        view.reached[partition] = max(start, stop)
         await services.catalog.update(
             view.name, reached=view.reached, heartbeat_at=datetime.now(UTC)
         )

@@ -34,9 +34,7 @@ async def ensure_topics(settings: Settings) -> None:
     The dead-letter topic has one partition: it is small, and its records are addressed by
     offset alone (threadview-dlq show OFFSET).
     """
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="threadview-admin"
-    )
+    admin = admin_client(settings)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -114,16 +112,27 @@ async def topic_offsets(
     return Offsets({tp.partition: o for tp, o in begin.items()}, ends)
 
 
-async def committed_offsets(settings: Settings) -> dict[int, int]:
-    """Per partition of the events topic, the projector group's committed offset."""
-    admin = AIOKafkaAdminClient(
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, client_id="threadview-admin"
     )
-    await admin.start()
-    try:
+
+
+async def committed_offsets(
+    settings: Settings, admin: AIOKafkaAdminClient | None = None
+) -> dict[int, int]:
+    """Per partition of the events topic, the projector group's committed offset; asked with
+    ``admin`` when given (a caller asking again and again keeps one), else a client of its own.
+    """
+    if admin is not None:
         found = await admin.list_consumer_group_offsets(settings.consumer_group)
-    finally:
-        await admin.close()
+    else:
+        own = admin_client(settings)
+        await own.start()
+        try:
+            found = await own.list_consumer_group_offsets(settings.consumer_group)
+        finally:
+            await own.close()
     return {
         tp.partition: meta.offset
         for tp, meta in found.items()

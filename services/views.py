@@ -50,9 +50,9 @@ def collection_of(name: str) -> str:
 
 @dataclass
 class View:
-    """A view's catalog entry. Offsets are per partition of ``topic`` (keys are partition
-    numbers as text, as BSON wants): ``begin`` and ``end`` bound the records a rebuild read,
-    ``reached`` is how far the view has caught up since (a swap advances it)."""
+    """A view's catalog entry. Offsets are per partition of ``topic``: ``begin`` and ``end``
+    bound the records a rebuild read, ``reached`` is how far the view has caught up since (a
+    swap advances it). Stored with the partitions as text, as BSON keys must be."""
 
     name: str
     collection: str
@@ -61,9 +61,9 @@ class View:
     topic: str | None = None
     as_of: datetime | None = None  # only events whose time is at most this
     as_was: datetime | None = None  # only records appended to the log by then
-    begin: dict[str, int] = field(default_factory=dict)
-    end: dict[str, int] = field(default_factory=dict)
-    reached: dict[str, int] = field(default_factory=dict)
+    begin: dict[int, int] = field(default_factory=dict)
+    end: dict[int, int] = field(default_factory=dict)
+    reached: dict[int, int] = field(default_factory=dict)
     done: list[int] = field(default_factory=list)  # partitions loaded in full
     counts: dict[str, int] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
@@ -80,7 +80,7 @@ class View:
         return self.as_of is not None or self.as_was is not None
 
     def to_document(self) -> dict[str, Any]:
-        document = asdict(self)
+        document = {k: _stored(k, v) for k, v in asdict(self).items()}
         document["_id"] = document.pop("name")
         return document
 
@@ -88,7 +88,16 @@ class View:
     def from_document(cls, document: dict[str, Any]) -> View:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in document.items() if k in known}
+        for name in OFFSETS:
+            values[name] = {int(p): o for p, o in values.get(name, {}).items()}
         return cls(name=document["_id"], **values)
+
+
+OFFSETS = ("begin", "end", "reached")
+
+
+def _stored(name: str, value: Any) -> Any:
+    return {str(p): o for p, o in value.items()} if name in OFFSETS else value
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,8 @@ class ViewCatalog:
             raise ViewError(f"a view named {view.name!r} exists already") from None
 
     async def update(self, name: str, **values: Any) -> None:
-        await self.views.update_one({"_id": name}, {"$set": values})
+        stored = {k: _stored(k, v) for k, v in values.items()}
+        await self.views.update_one({"_id": name}, {"$set": stored})
 
     async def begin_swap(self, name: str, live: str) -> None:
         """Point ``next`` at ``name`` while ``live`` is live and no other swap runs."""

@@ -33,12 +33,13 @@ def test_an_entry_round_trips_through_its_document() -> None:
         READY,
         topic="t",
         as_of=NOW,
-        begin={"0": 0},
-        end={"0": 10},
+        begin={0: 0},
+        end={0: 10},
         done=[0],
         counts={"records": 10},
     )
     assert View.from_document({**view.to_document(), "unknown": 1}) == view
+    assert view.to_document()["end"] == {"0": 10}  # BSON keys are text
     assert view.point_in_time and not View("x", "threads_x", READY).point_in_time
 
 
