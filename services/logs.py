@@ -32,12 +32,14 @@ class _RequestId(logging.Filter):
         return True
 
 
-# aiokafka logs these at ERROR although it retries them and they pass on their own: a broker
-# still creating its offsets topic right after it started, a topic just created and not yet in
-# the metadata. They are INFO here, so that an ERROR line always means something to look at.
+# aiokafka logs these at WARNING or ERROR although it retries them and they pass on their own:
+# a group coordinator not found yet or moved (a broker still creating its offsets topic right
+# after it started, a leadership change), a topic just created and not yet in the metadata.
+# They are INFO here, so that a WARNING or ERROR line always means something to look at.
 _TRANSIENT = (
     "GroupCoordinatorNotAvailableError",
     "NotCoordinatorForGroupError",
+    "Marking the coordinator dead",
     "not found in cluster metadata",
 )
 

@@ -48,8 +48,9 @@ def test_aiokafka_errors_it_retries_by_itself_are_info(
     coordinator.error(
         "Group Coordinator Request failed: [Error 15] GroupCoordinatorNotAvailableError"
     )
+    coordinator.warning("Marking the coordinator dead (node 1)for group g.")
     coordinator.error("Something else failed")
 
-    transient, real = json_lines()
-    assert transient["level"] == "INFO"
+    transient, dead, real = json_lines()
+    assert transient["level"] == "INFO" and dead["level"] == "INFO"
     assert real["level"] == "ERROR"
