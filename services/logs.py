@@ -34,12 +34,15 @@ class _RequestId(logging.Filter):
 
 # aiokafka logs these at WARNING or ERROR although it retries them and they pass on their own:
 # a group coordinator not found yet or moved (a broker still creating its offsets topic right
-# after it started, a leadership change), a topic just created and not yet in the metadata.
+# after it started, a leadership change), a group rebalancing, a topic just created and not
+# yet in the metadata.
 # They are INFO here, so that a WARNING or ERROR line always means something to look at.
 _TRANSIENT = (
     "GroupCoordinatorNotAvailableError",
     "NotCoordinatorForGroupError",
     "Marking the coordinator dead",
+    "is either not started or not valid",  # a heartbeat to such a coordinator
+    "because it is rebalancing",  # a heartbeat during a rebalance: it rejoins
     "not found in cluster metadata",
 )
 
