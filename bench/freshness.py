@@ -30,6 +30,7 @@ from uuid import uuid4
 import httpx
 from aiokafka import AIOKafkaProducer
 
+from bench.procs import Profile, peak_rss
 from bench.stats import machine, percentile
 from bench.throughput import drop
 from consumers.sample import cloud_event
@@ -37,6 +38,7 @@ from consumers.topics import ensure_topics
 from services.bootstrap import bootstrap
 from services.settings import Settings
 from tests.conftest import Process, free_port
+from tests.kafka import delete_topics
 
 THREADS, PROBE_EVERY, POLL = 2000, 10, 0.02
 PROBES_ORG = "org_probe"
@@ -119,7 +121,11 @@ async def watch(
     return polls
 
 
-async def measure(settings: Settings, rate: int, seconds: float, logs: Path) -> dict[str, Any]:
+async def measure(
+    settings: Settings, rate: int, seconds: float, logs: Path, profile: Path | None = None
+) -> dict[str, Any]:
+    """One run; with ``profile``, py-spy samples the projector while the stream is published
+    and writes its flame graph and stacks there."""
     await ensure_topics(settings)
     services = await bootstrap(settings)
     _, key = await services.keys.create("service", [PROBES_ORG, "org_f"])
@@ -135,9 +141,15 @@ async def measure(settings: Settings, rate: int, seconds: float, logs: Path) -> 
         seen: dict[str, float] = {}
         done = asyncio.Event()
         watcher = asyncio.create_task(watch(client, sent, seen, done))
+        spy = Profile(projector.popen.pid, seconds, profile, "projector") if profile else None
         published = await publish(settings, rate, seconds, sent)
         done.set()
         polls = await asyncio.wait_for(watcher, 120)
+        memory = {
+            "rss_projector": peak_rss(projector.popen.pid),
+            "rss_api": peak_rss(api.popen.pid),
+        }
+        profiled = {"profile": await asyncio.to_thread(spy.wait)} if spy else {}
     finally:
         await client.aclose()
         projector.stop()
@@ -145,18 +157,22 @@ async def measure(settings: Settings, rate: int, seconds: float, logs: Path) -> 
     start = min(sent.values())
     points = sorted((sent[t] - start, seen[t] - sent[t]) for t in sent if t in seen)
     delays = [d for _, d in points]
-    return {
-        "rate_asked": rate,
-        "rate_published": published / seconds,
-        "probes": len(sent),
-        "probes_seen": len(points),
-        "polls": polls,
-        "p50": percentile(delays, 50),
-        "p95": percentile(delays, 95),
-        "p99": percentile(delays, 99),
-        "max": max(delays, default=float("nan")),
-        "points": points,
-    }
+    return (
+        {
+            "rate_asked": rate,
+            "rate_published": published / seconds,
+            "probes": len(sent),
+            "probes_seen": len(points),
+            "polls": polls,
+            "p50": percentile(delays, 50),
+            "p95": percentile(delays, 95),
+            "p99": percentile(delays, 99),
+            "max": max(delays, default=float("nan")),
+            "points": points,
+        }
+        | memory
+        | profiled
+    )
 
 
 async def wait_ready(client: httpx.AsyncClient, deadline: float = 60) -> None:
@@ -171,14 +187,17 @@ async def wait_ready(client: httpx.AsyncClient, deadline: float = 60) -> None:
     raise RuntimeError("the API did not become ready")
 
 
-def plot(points: list[tuple[float, float]], out: Path, rate: int) -> None:
+def plot(runs: list[list[tuple[float, float]]], out: Path, rate: int) -> None:
+    """Freshness over time, one colour per run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 3.5))
-    axes.plot([t for t, _ in points], [d * 1000 for _, d in points], ".", markersize=2)
+    for n, points in enumerate(runs):
+        xs, ys = [t for t, _ in points], [d * 1000 for _, d in points]
+        axes.plot(xs, ys, ".", markersize=2, label=f"run {n + 1}" if len(runs) > 1 else None)
     axes.axhline(GOAL_P99 * 1000, color="red", linewidth=0.8, label="goal p99 250 ms")
     axes.set_xlabel("seconds into the run")
     axes.set_ylabel("publication → visible in the API (ms)")
@@ -189,6 +208,29 @@ def plot(points: list[tuple[float, float]], out: Path, rate: int) -> None:
     plt.close(figure)
 
 
+async def run_once(
+    base: Settings, rate: int, seconds: float, profile: Path | None = None
+) -> dict[str, Any]:
+    """One measurement on a fresh topic, group and database (dropped after)."""
+    run = uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "topic": f"bench.{run}.freshness",
+            "dlq_topic": f"bench.{run}.freshness.dlq",
+            "consumer_group": f"bench-freshness-{run}",
+            "mongo_database": f"bench_freshness_{run}",
+            "api_port": free_port(),
+            "projector_port": free_port(),
+        }
+    )
+    logs = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
+    try:
+        return await measure(settings, rate, seconds, logs, profile) | {"logs": str(logs)}
+    finally:
+        await drop(settings)
+        await delete_topics(settings.kafka_bootstrap_servers, f"bench.{run}.")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=1000)
@@ -197,30 +239,17 @@ async def main() -> None:
         "--out", type=Path, default=Path("bench/results") / f"{datetime.now(UTC):%Y-%m-%d}"
     )
     args = parser.parse_args()
-    run = uuid4().hex[:8]
-    settings = Settings(
-        topic=f"bench.{run}.freshness",
-        dlq_topic=f"bench.{run}.freshness.dlq",
-        consumer_group=f"bench-freshness-{run}",
-        mongo_database=f"bench_freshness_{run}",
-        api_port=free_port(),
-        projector_port=free_port(),
-    )
-    logs = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
-    try:
-        found = await measure(settings, args.rate, args.seconds, logs)
-    finally:
-        await drop(settings)
+    found = await run_once(Settings(), args.rate, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "freshness.json").write_text(json.dumps(found, indent=1) + "\n")
-    plot(found["points"], args.out / "freshness.png", args.rate)
+    plot([found["points"]], args.out / "freshness.png", args.rate)
     ms = {k: found[k] * 1000 for k in ("p50", "p95", "p99", "max")}
     print(f"freshness at {found['rate_published']:.0f} events/s published ({machine()}),")
     print(f"{found['probes_seen']} of {found['probes']} probes seen, {found['polls']} polls:")
     print("  p50 {p50:.0f} ms, p95 {p95:.0f} ms, p99 {p99:.0f} ms, max {max:.0f} ms".format(**ms))
     held = "holds" if found["p99"] <= GOAL_P99 else "MISSED"
     print(f"  goal p99 <= {GOAL_P99 * 1000:.0f} ms: {held}; plot and figures in {args.out}")
-    print(f"  process logs in {logs}")
+    print(f"  process logs in {found['logs']}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import socket
@@ -34,6 +35,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ from bench.families import (
     url_params,
 )
 from bench.report import plan_shape, report
+from bench.throughput import backend_of
 from services.bootstrap import Services, bootstrap
 from services.query import ThreadQuery
 from services.settings import Settings
@@ -151,6 +155,56 @@ class Api:
         self._file.close()
 
 
+def all_cases(rows: list[Row]) -> list[Case]:
+    """Every family's cases (bench/cases.py), and the floor: one thread by id."""
+    cases = [
+        case
+        for family in FAMILIES
+        for case in cases_of(family, reference(rows, family.query, scope_of(family.key)))
+    ]
+    floor = next(c for c in cases if c.family.key == FLOOR.key and c.want).want[-1]
+    return cases + [Case(FLOOR, "-", False, FLOOR.query, [floor], False, None, kind="get")]
+
+
+@dataclass
+class Served:
+    """The loaded data, the API process and the bench that times both ways."""
+
+    services: Services
+    rows: list[Row]
+    api: Api
+    bench: Bench
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, threads: int, prefix: str) -> AsyncIterator[Served]:
+    """Loads ``threads`` generated threads (or reuses them), makes an API key of each of
+    bench/families.py's KEYS and starts the API on them; undone on the way out."""
+    services = await bootstrap(settings)
+    made: list[str] = []
+    api: Api | None = None
+    client: httpx.AsyncClient | None = None
+    try:
+        rows = await load(services, threads)
+        keys = {}
+        for name, (kind, organizations, user) in KEYS.items():
+            key, plaintext = await services.keys.create(kind, list(organizations), user)  # type: ignore[arg-type]
+            made.append(key.id)
+            keys[name] = plaintext
+        api = Api(settings, Path(tempfile.mkdtemp(prefix=prefix)) / "api.log")
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120)
+        await api.wait(client)
+        yield Served(services, rows, api, Bench(services, client, keys))
+    finally:
+        if client is not None:
+            await client.aclose()
+        if api is not None:
+            api.stop()
+        if made:
+            await services.keys.keys.delete_many({"_id": {"$in": made}})
+        await services.close()
+
+
 class Bench:
     def __init__(self, services: Services, client: httpx.AsyncClient, keys: dict[str, str]):
         self.store = services.store
@@ -243,34 +297,9 @@ async def main() -> int:
     settings = Settings(
         mongo_url=args.mongo_url, mongo_database=args.database, api_port=free_port()
     )
-    services = await bootstrap(settings)
-    made: list[str] = []
-    api: Api | None = None
-    client: httpx.AsyncClient | None = None
-    try:
-        info = await services.store.threads.database.command("buildInfo")
-        backend = (
-            f"FerretDB {info['ferretdb'].get('version', '?')}"
-            if "ferretdb" in info
-            else f"MongoDB {info['version']}"
-        )
-        rows = await load(services, args.threads)
-        cases = [
-            case
-            for family in FAMILIES
-            for case in cases_of(family, reference(rows, family.query, scope_of(family.key)))
-        ]
-        floor = next(c for c in cases if c.family.key == FLOOR.key and c.want).want[-1]
-        cases.append(Case(FLOOR, "-", False, FLOOR.query, [floor], False, None, kind="get"))
-        keys = {}
-        for name, (kind, organizations, user) in KEYS.items():
-            key, plaintext = await services.keys.create(kind, list(organizations), user)  # type: ignore[arg-type]
-            made.append(key.id)
-            keys[name] = plaintext
-        api = Api(settings, Path(tempfile.mkdtemp(prefix="bench-paging-")) / "api.log")
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=120)
-        await api.wait(client)
-        bench = Bench(services, client, keys)
+    backend = await backend_of(settings.mongo_url)
+    async with serving(settings, args.threads, "bench-paging-") as served:
+        services, bench, cases = served.services, served.bench, all_cases(served.rows)
         started = time.perf_counter()
 
         print(f"{len(cases)} cases; warming up and checking every answer ...", flush=True)
@@ -326,14 +355,6 @@ async def main() -> int:
             )
             print(f"raw samples in {args.json}")
         return status
-    finally:
-        if client is not None:
-            await client.aclose()
-        if api is not None:
-            api.stop()
-        if made:
-            await services.keys.keys.delete_many({"_id": {"$in": made}})
-        await services.close()
 
 
 if __name__ == "__main__":

@@ -45,9 +45,10 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
 
+from bench.procs import tree_rss
 from bench.rebuild_log import PARTITIONS, delete, plan, publish
 from bench.stats import machine, median, ratio
-from bench.throughput import ROOT, Progress, measure, tail
+from bench.throughput import ROOT, Progress, backend_of, measure, tail
 from services.settings import Settings
 from services.store import MongoThreadStore
 from tests.conftest import free_port, settings_env
@@ -56,20 +57,6 @@ RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument
 CHUNK, LOADERS = 1000, 4
 GOAL_RATE, GOAL_LIVE, GOAL_RAW, GOAL_RSS = 20_000, 10.0, 3.0, 1024.0  # RSS in MiB
 Figures = dict[str, float]
-
-
-def tree_rss(pid: int) -> int:
-    """KiB resident in ``pid`` and all its descendants; 0 once it is gone."""
-    total, pending = 0, [pid]
-    while pending:
-        proc = Path(f"/proc/{pending.pop()}")
-        with contextlib.suppress(OSError, ValueError):  # a process that ended meanwhile
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            for task in (proc / "task").iterdir():
-                pending += [int(child) for child in (task / "children").read_text().split()]
-    return total
 
 
 async def rebuild(settings: Settings, name: str, log: Path) -> tuple[Figures, dict[str, Any]]:
@@ -218,6 +205,50 @@ def report(rounds: list[Figures]) -> None:
         print(f"| {label} | {'; '.join(texts)} | {goal} | {verdict} |")
 
 
+async def suite(
+    kafka: str, mongo_url: str, threads: int, events: int, rounds: int, cap: float
+) -> tuple[list[Figures], dict[str, Any]]:
+    """Publishes the log unless it is there, then ``rounds`` rounds; their figures, and what
+    was run."""
+    args = argparse.Namespace(threads=threads, events=events, cap=cap)
+    args.messages = sum(messages for messages, _, _ in plan(threads, events))
+    args.logs = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
+    args.run_id = run_id = uuid4().hex[:8]
+    topic = await publish(kafka, threads, events)
+    base = Settings(
+        kafka_bootstrap_servers=kafka,
+        mongo_url=mongo_url,
+        topic=topic,
+        projector_port=free_port(),  # not the port of a projector running beside the bench
+    )
+    base = base.model_copy(  # the (a) runs' dead letters (none in this log) go to a topic of ours
+        update={"dlq_topic": f"{topic}.{run_id}.dlq", "mongo_database": f"bench_rebuild_{run_id}"}
+    )
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    progress = Progress(kafka, topic)
+    await progress.start()
+    try:
+        backend = await backend_of(mongo_url)
+        args.desc = backend.startswith("FerretDB")  # as bootstrap decides
+        print(
+            f"{backend}; {progress.total:,} records ({threads:,} threads, "
+            f"{args.messages:,} messages) on {PARTITIONS} partitions, topic {topic}; "
+            f"{machine()}; logs in {args.logs}",
+            flush=True,
+        )
+        rounds_done = []
+        for r in range(rounds):
+            print(f"round {r + 1} of {rounds}", flush=True)
+            rounds_done.append(await one_round(r, base, client, progress, args))
+        about = {"threads": threads, "events": events, "messages": args.messages, "topic": topic}
+        return rounds_done, about | {"rounds": rounds, "cap": cap, "logs": str(args.logs)}
+    finally:
+        await drop(client, base.mongo_database)
+        await client.close()
+        await progress.stop()
+        await delete(kafka, base.dlq_topic)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=100_000, help="threads in the log")
@@ -227,42 +258,10 @@ async def main() -> None:
     parser.add_argument("--mongo-url", default=Settings().mongo_url)
     parser.add_argument("--kafka", default=Settings().kafka_bootstrap_servers)
     args = parser.parse_args()
-    args.messages = sum(messages for messages, _, _ in plan(args.threads, args.events))
-    args.logs = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
-    args.run_id = run_id = uuid4().hex[:8]
-    topic = await publish(args.kafka, args.threads, args.events)
-    base = Settings(
-        kafka_bootstrap_servers=args.kafka,
-        mongo_url=args.mongo_url,
-        topic=topic,
-        projector_port=free_port(),  # not the port of a projector running beside the bench
+    rounds, _ = await suite(
+        args.kafka, args.mongo_url, args.threads, args.events, args.rounds, args.cap
     )
-    base = base.model_copy(  # the (a) runs' dead letters (none in this log) go to a topic of ours
-        update={"dlq_topic": f"{topic}.{run_id}.dlq", "mongo_database": f"bench_rebuild_{run_id}"}
-    )
-    client: AsyncMongoClient[Any] = AsyncMongoClient(args.mongo_url)
-    progress = Progress(args.kafka, topic)
-    await progress.start()
-    try:
-        info = await client.admin.command("buildInfo")
-        args.desc = "ferretdb" in info  # as bootstrap decides
-        backend = f"FerretDB {info['ferretdb'].get('version')}" if args.desc else "MongoDB"
-        print(
-            f"{backend}; {progress.total:,} records ({args.threads:,} threads, "
-            f"{args.messages:,} messages) on {PARTITIONS} partitions, topic {topic}; "
-            f"{machine()}; logs in {args.logs}",
-            flush=True,
-        )
-        rounds = []
-        for r in range(args.rounds):
-            print(f"round {r + 1} of {args.rounds}", flush=True)
-            rounds.append(await one_round(r, base, client, progress, args))
-        report(rounds)
-    finally:
-        await drop(client, base.mongo_database)
-        await client.close()
-        await progress.stop()
-        await delete(args.kafka, base.dlq_topic)
+    report(rounds)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from bench.families import ORGS
 from bench.throughput import Progress
 from consumers.sample import cloud_event
 from services.settings import Settings
-from tests.kafka import Raw, create_topic, structured
+from tests.kafka import Raw, create_topic, delete_topics, structured
 
 SEED, VERSION = 2025, 1  # bump VERSION whenever the output changes: it names the topic
 PARTITIONS, BUFFER = 6, 2000
@@ -181,15 +181,7 @@ async def count(bootstrap: str, topic: str) -> int:
 
 async def delete(bootstrap: str, prefix: str = "bench.rebuild.") -> list[str]:
     """Delete the topics whose names start with ``prefix`` (by default, every log's)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-        return topics
-    finally:
-        await admin.close()
+    return await delete_topics(bootstrap, prefix)
 
 
 if __name__ == "__main__":  # python -m bench.rebuild_log --delete

@@ -44,12 +44,13 @@ from aiokafka.errors import KafkaError
 from pymongo import AsyncMongoClient
 
 from bench.families import documents
+from bench.procs import peak_rss
 from bench.stats import fmt, machine, median, ratio
 from services.bootstrap import bootstrap
 from services.settings import Settings
 from tests.conftest import free_port, settings_env
 from tests.fault.logs import generate
-from tests.kafka import create_topic, lag, produce
+from tests.kafka import create_topic, delete_topics, lag, produce
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTORS = {"threadview": "consumers.projector", "naive": "bench.naive_projector"}
@@ -70,6 +71,7 @@ class Run:
     prefill: float  # s to insert the K documents
     store_ms: float  # median store time per batch (threadview only, from its log)
     batch: float  # median records per batch (threadview only)
+    rss: float  # MiB, the projector process's peak resident memory
 
 
 class Progress:
@@ -145,6 +147,7 @@ class Timeline:
     started: float
     commits: list[tuple[float, int]]  # (when seen, lag) each time the lag went down
     finished: bool  # the whole topic committed (else stopped at the cap)
+    rss: float = float("nan")  # MiB, the process's peak resident memory
 
 
 async def run(
@@ -169,10 +172,8 @@ async def run(
                 now = time.perf_counter()
                 if left < (commits[-1][1] if commits else progress.total):
                     commits.append((now, left))
-                if left == 0:
-                    return Timeline(started, commits, True)
-                if commits and now - commits[0][0] > cap:
-                    return Timeline(started, commits, False)
+                if left == 0 or (commits and now - commits[0][0] > cap):
+                    return Timeline(started, commits, left == 0, peak_rss(process.pid))
                 if process.poll() is not None:
                     raise RuntimeError(f"{module} exited:\n{tail(log)}")
                 if now - started > patience:
@@ -226,9 +227,84 @@ async def measure(
             filled,
             store_ms,
             batch,
+            timeline.rss,
         )
     finally:
         await drop(settings)
+
+
+Results = dict[int, dict[str, list[Run]]]
+
+
+async def suite(
+    kafka: str,
+    mongo_url: str,
+    sizes: list[int],
+    threads: int,
+    rounds: int,
+    cap: float,
+    patience: float = 600,
+) -> tuple[Results, dict[str, Any]]:
+    """Every size and round, the two projectors alternating; the runs, and what was run."""
+    run_id = uuid4().hex[:8]
+    base = Settings(
+        kafka_bootstrap_servers=kafka,
+        mongo_url=mongo_url,
+        topic=f"bench.{run_id}.threads.events",
+        dlq_topic=f"bench.{run_id}.dlq",
+        topic_partitions=PARTITIONS,
+        projector_port=free_port(),  # not the port of a projector running beside the bench
+    )
+    logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    log = generate(seed=11, threads=threads)
+    await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
+    progress = Progress(base.kafka_bootstrap_servers, base.topic)
+    results: Results = {k: {n: [] for n in PROJECTORS} for k in sizes}
+    limits = argparse.Namespace(cap=cap, patience=patience)
+    try:
+        await produce(base.kafka_bootstrap_servers, base.topic, log.records)
+        await progress.start()
+        backend = await backend_of(base.mongo_url)
+        print(
+            f"{backend}; {progress.total} records ({threads} threads) on {PARTITIONS} "
+            f"partitions, topic {base.topic}; {machine()}; projector logs in {logs}",
+            flush=True,
+        )
+        for size in sizes:
+            for round_ in range(rounds):
+                for name in PROJECTORS:
+                    settings = base.model_copy(
+                        update={
+                            "consumer_group": f"bench-{run_id}-{name}-{size}-{round_}",
+                            "mongo_database": f"bench_{run_id}_{name}_{size}_{round_}",
+                        }
+                    )
+                    result = await measure(name, settings, size, progress, logs, limits)
+                    results[size][name].append(result)
+                    print(
+                        f"  {size:>6} stored, {name:<10} {result.steady:>7.0f} events/s steady, "
+                        f"{result.wall:>7.0f} overall ({result.done} records in "
+                        f"{result.elapsed:.1f}s, first commit after {result.startup:.1f}s; "
+                        f"prefill {result.prefill:.1f}s; peak RSS {result.rss:.0f} MiB)",
+                        flush=True,
+                    )
+        about = {"records": progress.total, "threads": threads, "partitions": PARTITIONS}
+        return results, about | {"rounds": rounds, "cap": cap, "logs": str(logs)}
+    finally:
+        await progress.stop()
+        await delete_topics(base.kafka_bootstrap_servers, f"bench.{run_id}.")
+
+
+async def backend_of(mongo_url: str) -> str:
+    """``FerretDB 2.5.0`` or ``MongoDB 8.0.4``: what answers on ``mongo_url``."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url)
+    try:
+        info = await client.admin.command("buildInfo")
+    finally:
+        await client.close()
+    if "ferretdb" in info:
+        return f"FerretDB {info['ferretdb'].get('version', '?')}"
+    return f"MongoDB {info['version']}"
 
 
 async def main() -> None:
@@ -247,69 +323,10 @@ async def main() -> None:
     parser.add_argument("--patience", type=float, default=600, help="longest run, seconds")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-
-    run_id = uuid4().hex[:8]
-    base = Settings(
-        kafka_bootstrap_servers=args.kafka,
-        mongo_url=args.mongo_url,
-        topic=f"bench.{run_id}.threads.events",
-        dlq_topic=f"bench.{run_id}.dlq",
-        topic_partitions=PARTITIONS,
-        projector_port=free_port(),  # not the port of a projector running beside the bench
+    results, _ = await suite(
+        args.kafka, args.mongo_url, sizes, args.threads, args.rounds, args.cap, args.patience
     )
-    logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    log = generate(seed=11, threads=args.threads)
-    await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
-    progress = Progress(base.kafka_bootstrap_servers, base.topic)
-    results: dict[int, dict[str, list[Run]]] = {k: {n: [] for n in PROJECTORS} for k in sizes}
-    try:
-        await produce(base.kafka_bootstrap_servers, base.topic, log.records)
-        await progress.start()
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(base.mongo_url)
-        try:
-            info = await client.admin.command("buildInfo")
-        finally:
-            await client.close()
-        backend = (
-            f"FerretDB {info['ferretdb'].get('version', '?')}"
-            if "ferretdb" in info
-            else f"MongoDB {info['version']}"
-        )
-        print(
-            f"{backend}; {progress.total} records ({args.threads} threads) on {PARTITIONS} "
-            f"partitions, topic {base.topic}; {machine()}; projector logs in {logs}",
-            flush=True,
-        )
-        for size in sizes:
-            for round_ in range(args.rounds):
-                for name in PROJECTORS:
-                    settings = base.model_copy(
-                        update={
-                            "consumer_group": f"bench-{run_id}-{name}-{size}-{round_}",
-                            "mongo_database": f"bench_{run_id}_{name}_{size}_{round_}",
-                        }
-                    )
-                    result = await measure(name, settings, size, progress, logs, args)
-                    results[size][name].append(result)
-                    print(
-                        f"  {size:>6} stored, {name:<10} {result.steady:>7.0f} events/s steady, "
-                        f"{result.wall:>7.0f} overall ({result.done} records in "
-                        f"{result.elapsed:.1f}s, first commit after {result.startup:.1f}s; "
-                        f"prefill {result.prefill:.1f}s)",
-                        flush=True,
-                    )
-        report(results, args)
-    finally:
-        await progress.stop()
-        admin = AIOKafkaAdminClient(bootstrap_servers=base.kafka_bootstrap_servers)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            gone = [t for t in (base.topic, base.dlq_topic) if t in existing]
-            if gone:
-                await admin.delete_topics(gone)
-        finally:
-            await admin.close()
+    report(results, args)
 
 
 def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -> None:

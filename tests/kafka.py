@@ -45,6 +45,19 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
         await admin.close()
 
 
+async def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Deletes the topics whose names start with ``prefix``; their names."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+        return topics
+    finally:
+        await admin.close()
+
+
 async def lag(bootstrap: str, topic: str, group: str) -> int:
     """How many records of ``topic`` the group has not committed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
