@@ -64,6 +64,7 @@ class Plan:
     rate: int = 1000
     fresh_seconds: float = 30
     fresh_rounds: int = 3
+    lower_rates: list[int] = field(default_factory=lambda: [250, 500])  # one run each
     profile_seconds: float = 20
     list_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     list_runs: int = 40
@@ -83,6 +84,7 @@ QUICK = Plan(
     rate=200,
     fresh_seconds=4,
     fresh_rounds=1,
+    lower_rates=[],
     profile_seconds=3,
     list_sizes=[3000],
     list_runs=5,
@@ -165,6 +167,15 @@ async def run_freshness(settings: Settings, plan: Plan, out: Path) -> dict[str, 
             flush=True,
         )
         runs.append(found)
+    lower = []
+    for rate in plan.lower_rates:
+        found = await freshness.run_once(settings, rate, plan.fresh_seconds)
+        print(
+            f"  at {rate} events/s: p50 {found['p50'] * 1000:.0f} ms, p99 "
+            f"{found['p99'] * 1000:.0f} ms, max {found['max'] * 1000:.0f} ms",
+            flush=True,
+        )
+        lower.append({k: v for k, v in found.items() if k != "points"})
     print("  one more run with py-spy sampling the projector ...", flush=True)
     profiled = await freshness.run_once(settings, plan.rate, plan.profile_seconds, out)
     profile = profiled.pop("profile") | {
@@ -175,6 +186,7 @@ async def run_freshness(settings: Settings, plan: Plan, out: Path) -> dict[str, 
         "rate": plan.rate,
         "seconds": plan.fresh_seconds,
         "runs": runs,
+        "lower_rates": lower,
         "profiled_run": {k: v for k, v in profiled.items() if k != "points"},
         "profile": profile,
     }

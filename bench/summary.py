@@ -203,6 +203,14 @@ def _freshness(found: dict[str, Any] | None) -> list[str]:
             ms("max"),
         ]
     ]
+    for run in found.get("lower_rates") or []:  # one run each, below the goal's rate
+        rows.append(
+            [
+                f"{run['rate_published']:,.0f} (one run)",
+                f"{run['probes_seen']:,} of {run['probes']:,}",
+            ]
+            + [f"{run[k] * 1000:,.0f}" for k in ("p50", "p95", "p99", "max")]
+        )
     return [
         "## 3. Freshness",
         "",
