@@ -56,15 +56,15 @@ class Plan:
     sizes: list[int] = field(default_factory=lambda: [300, 3000, 30000])  # threads stored
     log_threads: int = 1000  # threads in the throughput log (~19,300 records)
     throughput_rounds: int = 2
-    naive_cap: float = 20  # s after its first commit
+    naive_cap: float = 15  # s after its first commit
     rebuild_threads: int = 100_000
     rebuild_events: int = 1_000_000
     rebuild_rounds: int = 2
-    replay_cap: float = 30  # (a), s after its first commit
+    replay_cap: float = 20  # (a), s after its first commit
     rate: int = 1000
     fresh_seconds: float = 30
     fresh_rounds: int = 3
-    lower_rates: list[int] = field(default_factory=lambda: [250, 500])  # one run each
+    lower_rates: list[int] = field(default_factory=lambda: [250, 500])  # one run each, 20 s
     profile_seconds: float = 20
     list_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     list_runs: int = 40
@@ -169,7 +169,7 @@ async def run_freshness(settings: Settings, plan: Plan, out: Path) -> dict[str, 
         runs.append(found)
     lower = []
     for rate in plan.lower_rates:
-        found = await freshness.run_once(settings, rate, plan.fresh_seconds)
+        found = await freshness.run_once(settings, rate, min(plan.fresh_seconds, 20))
         print(
             f"  at {rate} events/s: p50 {found['p50'] * 1000:.0f} ms, p99 "
             f"{found['p99'] * 1000:.0f} ms, max {found['max'] * 1000:.0f} ms",

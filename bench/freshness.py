@@ -4,7 +4,8 @@ while a steady stream is published.
     python -m bench.freshness [--rate 1000] [--seconds 60] [--out DIR]
 
 Runs the projector and the API as processes (fresh topic, group and database), publishes
-``--rate`` events/s for ``--seconds``: messages to a few thousand existing threads, and every
+``--rate`` events/s for ``--seconds``: messages to 2,000 threads created first (the stream
+starts once the API lists them all, so the projector has joined its group and caught up), and every
 tenth event a *probe*, a ``thread.created`` of a new thread in an organization of its own.
 The publication time of a probe is taken just before its ``send``; a client polls
 ``GET /v1/threads?organization_id=<probes>&limit=100`` every 20 ms (newest first), and a
@@ -49,6 +50,29 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def seed(settings: Settings, client: httpx.AsyncClient) -> None:
+    """Creates the threads the messages go to, and waits until the API lists them all, so the
+    stream starts on a projector that has joined its group and caught up."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for n in range(THREADS):
+            data = {"organization_id": "org_f", "user_id": "usr_f"}
+            event = cloud_event("thread.created", f"thrd_f{n}", now_iso(), data)
+            await producer.send(
+                settings.topic, json.dumps(event).encode(), key=event["subject"].encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    params = {"organization_id": "org_f", "include_total": "true", "limit": 1}
+    deadline = time.monotonic() + 120
+    while (await client.get("/v1/threads", params=params)).json().get("total") != THREADS:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the projector did not apply the {THREADS} seed threads in 120 s")
+        await asyncio.sleep(0.2)
+
+
 async def publish(settings: Settings, rate: int, seconds: float, sent: dict[str, float]) -> int:
     """``rate`` events/s for ``seconds``, paced every 10 ms; probes' send times into ``sent``."""
     producer = AIOKafkaProducer(
@@ -57,18 +81,6 @@ async def publish(settings: Settings, rate: int, seconds: float, sent: dict[str,
     await producer.start()
     count, started = 0, time.monotonic()
     try:
-        for n in range(THREADS):  # the threads the messages go to
-            event = cloud_event(
-                "thread.created",
-                f"thrd_f{n}",
-                now_iso(),
-                {"organization_id": "org_f", "user_id": "usr_f"},
-            )
-            await producer.send(
-                settings.topic, json.dumps(event).encode(), key=event["subject"].encode()
-            )
-        await producer.flush()
-        started = time.monotonic()
         while (elapsed := time.monotonic() - started) < seconds:
             due = int(elapsed * rate) - count
             for _ in range(due):
@@ -137,6 +149,7 @@ async def measure(
     )
     try:
         await wait_ready(client)
+        await seed(settings, client)
         sent: dict[str, float] = {}
         seen: dict[str, float] = {}
         done = asyncio.Event()
