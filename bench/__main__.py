@@ -222,13 +222,14 @@ def memory(results: dict[str, Any]) -> dict[str, list[float]]:
     projector, api, rebuilds = [], [], []
     for by in (results.get("throughput") or {}).get("sizes", {}).values():
         projector += [r["rss"] for r in by["threadview"]]
-    for run in (results.get("freshness") or {}).get("runs", []):
+    fresh = results.get("freshness") or {}
+    for run in fresh.get("runs", []) + fresh.get("lower_rates", []):
         projector.append(run["rss_projector"])
         api.append(run["rss_api"])
     api += [found["rss_api"] for found in results.get("lists") or []]
     rebuilds += [r["rss"] for r in (results.get("rebuild") or {}).get("rounds", [])]
     found = {"rss_projector": projector, "rss_api": api, "rss_rebuild": rebuilds}
-    return {k: [v for v in vs if not math.isnan(v)] for k, vs in found.items()}
+    return {k: [v for v in vs if v is not None and not math.isnan(v)] for k, vs in found.items()}
 
 
 def readme_table(results: dict[str, Any], folder: str) -> str:
@@ -275,7 +276,12 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated")
     parser.add_argument("--out", type=Path, help="default bench/results/<date>[-quick]")
     parser.add_argument("--readme", action="store_true", help="update the README's table")
+    parser.add_argument(
+        "--render", type=Path, metavar="DIR", help="only rewrite DIR's report from its results.json"
+    )
     args = parser.parse_args()
+    if args.render:
+        return render(args.render, args.readme)
     args.parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
@@ -321,14 +327,28 @@ async def suite(args: argparse.Namespace) -> int:
         results["sections"][part] = time.perf_counter() - begun
         save()
     save()
+    print("\n" + write_report(results, out, args.readme and not args.quick))
+    print(f"\nresults in {out}; took {results['took'] / 60:.1f} min", flush=True)
+    return 1 if results["failed"] else 0
+
+
+def write_report(results: dict[str, Any], out: Path, readme: bool) -> str:
+    """The Markdown report and the plots into ``out``; the README's table too when asked."""
     report = markdown(results)
     (out / "README.md").write_text(report)
     plots(results, out)
-    print("\n" + report)
-    if args.readme and not args.quick:
-        update_readme(readme_table(results, out.relative_to(ROOT).as_posix()))
-    print(f"\nresults in {out}; took {results['took'] / 60:.1f} min", flush=True)
-    return 1 if results["failed"] else 0
+    if readme:
+        update_readme(readme_table(results, out.resolve().relative_to(ROOT).as_posix()))
+    return report
+
+
+def render(out: Path, readme: bool) -> int:
+    """Rewrites a run's report and plots from its results.json (after the report changed)."""
+    results = json.loads((out / "results.json").read_text())
+    results["memory"] = memory(results)
+    write_report(results, out, readme)
+    print(f"rewrote {out / 'README.md'} and its plots")
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ GOALS = {  # name: (text, holds(figure))
 
 def spread(values: Sequence[float], digits: int = 0, unit: str = "") -> str:
     """``median (min–max)``, or the one value; a dash when there is none."""
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if v is not None and not math.isnan(v)]  # None: NaN in JSON
     if not values:
         return "-"
     text = f"{median(values):,.{digits}f}{unit}"
@@ -303,7 +303,7 @@ def _memory(found: dict[str, Any] | None) -> list[str]:
     if not found:
         return []
     labels = {
-        "rss_projector": "projector (every freshness and throughput run)",
+        "rss_projector": "projector (every throughput and freshness run)",
         "rss_api": "API (every freshness and list run)",
         "rss_rebuild": "rebuild, all its processes",
     }
