@@ -31,7 +31,6 @@ import contextlib
 import itertools
 import json
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from bench.throughput import backend_of
 from services.bootstrap import Services, bootstrap
 from services.query import ThreadQuery
 from services.settings import Settings
-from tests.conftest import settings_env
+from tests.conftest import free_port, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_paging"
@@ -105,13 +104,6 @@ async def load(services: Services, count: int) -> list[Row]:
         print(f"loaded and indexed in {time.perf_counter() - started:.1f}s", flush=True)
     rows.sort(key=lambda r: (r.created_at, r.id))
     return rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Api:

@@ -229,19 +229,11 @@ def _lists(found: dict[str, Any]) -> list[str]:
     cases = found["cases"]
     families: dict[str, dict[str, Any]] = {}
     for row in cases:
-        families.setdefault(row["family"], {})[
-            "deep" if row["page"] != "1" and row["page"] != "-" else "first"
-        ] = row
+        page = "first" if row["page"] in ("1", "-") else "deep"  # "-": one thread by id
+        families.setdefault(row["family"], {})[page] = row
     rows = []
     for name, pages in families.items():
         first, deep = pages.get("first"), pages.get("deep")
-
-        def cell(row: dict[str, Any] | None, key: str) -> str:
-            if row is None:
-                return ""
-            value = row["api"][key] if key in ("p50", "p99", "rps") else row[key]
-            return f"{value:,.{0 if key == 'rps' else 1}f}"
-
         rows.append(
             [
                 name,
@@ -297,6 +289,14 @@ def _lists(found: dict[str, Any]) -> list[str]:
         f"![list latency](lists_{threads}.png)",
         "",
     ]
+
+
+def cell(row: dict[str, Any] | None, key: str) -> str:
+    """One figure of a list case: the API's (wrk) p50, p99 or rps, or the case's own."""
+    if row is None:
+        return ""
+    value = row["api"][key] if key in ("p50", "p99", "rps") else row[key]
+    return f"{value:,.{0 if key == 'rps' else 1}f}"
 
 
 def _memory(found: dict[str, Any] | None) -> list[str]:
