@@ -14,6 +14,7 @@ from faststream.specification import AsyncAPI
 from pydantic import Field, TypeAdapter
 
 from consumers.projector import create_app
+from services.decoding import DEFAULT_BOUNDS, REJECTION_CODES
 from services.events import Event
 from services.settings import Settings
 
@@ -22,12 +23,27 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 def event_schema() -> dict[str, Any]:
     schema = TypeAdapter(Annotated[Event, Field(discriminator="type")]).json_schema()
+    bounds = DEFAULT_BOUNDS
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "threadview/events/v1",
-        "title": "Thread event (contract v1)",
+        "$id": "threadview/events/v1.1",
+        "title": "Thread event (contract v1.1)",
         "description": "One record value on the thread events topic: a CloudEvents 1.0 event "
-        "in structured mode. Unknown fields are ignored; unknown types are skipped.",
+        "in structured mode. Unknown fields are ignored; unknown types are skipped. Beyond "
+        "the field limits below (maxLength, maxItems, maxProperties), by default: the record "
+        f"(key, value and headers) is at most {bounds.max_record_bytes} bytes; `time` is not "
+        f"before {bounds.time_floor.date().isoformat()} nor more than "
+        f"{bounds.max_skew.total_seconds():.0f} s after the record's broker timestamp; the "
+        "record key is required and equals `subject`; a thread's owner comes from its first "
+        "thread.created in log order, and a later thread.created that differs is refused. "
+        "A refused record goes to the dead-letter topic with the header dlq.reason "
+        f"'<code>: <detail>', code one of: {', '.join(REJECTION_CODES)}.",
+        "x-threadview-bounds": {
+            "max_record_bytes": bounds.max_record_bytes,
+            "time_floor": bounds.time_floor.isoformat().replace("+00:00", "Z"),
+            "max_clock_skew_seconds": bounds.max_skew.total_seconds(),
+            "rejection_codes": list(REJECTION_CODES),
+        },
         **schema,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,20 +12,43 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
 )
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetadataKey = Annotated[str, StringConstraints(max_length=64)]
-MetadataValue = Annotated[str, StringConstraints(max_length=512)]
-Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+# The contract's limits (events.md, "Bounds and trust"): every string and list a producer
+# controls is bounded, so a document, a log line or a label has a known worst case. The README's
+# contract section and the generated JSON Schema state them; a field over its limit makes the
+# record an invalid_event dead letter.
+ID_MAX = 128  # thread, organization, user, assistant, workflow, space and message ids
+EVENT_ID_MAX = 256
+TYPE_MAX = 128
+SOURCE_MAX = 256
+TITLE_MAX = 1000
+STATUS_MAX = 64
+MODEL_MAX = 128
+SPACE_IDS_MAX = 100
+METADATA_KEYS_MAX, METADATA_KEY_MAX, METADATA_VALUE_MAX = 16, 64, 512  # OpenAI's metadata rule
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)]
+Title = Annotated[str, StringConstraints(max_length=TITLE_MAX)]
+Status = Annotated[str, StringConstraints(max_length=STATUS_MAX)]
+Model = Annotated[str, StringConstraints(max_length=MODEL_MAX)]
+MetadataKey = Annotated[str, StringConstraints(max_length=METADATA_KEY_MAX)]
+MetadataValue = Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=METADATA_KEYS_MAX)]
+SpaceIds = Annotated[list[Id], Field(max_length=SPACE_IDS_MAX)]
 Role = Literal["user", "assistant", "system", "tool"]
 
 
 def _utc_millis(value: datetime) -> datetime:
     # BSON dates hold milliseconds: fold on exactly what the store can keep, so that a
     # document read back compares equal to the one folded in memory.
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+00:01 is before year 1 in UTC
+        raise ValueError("time out of range once converted to UTC") from None
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -43,11 +67,11 @@ class ThreadCreatedData(_Data):
     user_id: Id
     assistant_id: Id | None = None
     workflow_id: Id | None = None
-    title: str | None = None
+    title: Title | None = None
     metadata: Metadata = Field(default_factory=dict)
     visible_in_ui: bool = True
-    space_ids: list[Id] = Field(default_factory=list)
-    status: str = "inactive"
+    space_ids: SpaceIds = Field(default_factory=list)
+    status: Status = "inactive"
 
 
 class MessageAddedData(_Data):
@@ -55,7 +79,7 @@ class MessageAddedData(_Data):
 
     message_id: Id
     role: Role | None = None
-    model: str | None = None
+    model: Model | None = None
 
 
 def _absent(value: Any) -> Any:
@@ -67,10 +91,10 @@ class ThreadUpdatedData(_Data):
     """Only the fields present change (``model_fields_set`` tells which); ``metadata``
     replaces the whole map."""
 
-    title: str | None = _absent(None)
+    title: Title | None = _absent(None)
     metadata: Metadata = _absent({})
-    status: str = _absent("inactive")
-    space_ids: list[Id] = _absent([])
+    status: Status = _absent("inactive")
+    space_ids: SpaceIds = _absent([])
     visible_in_ui: bool = _absent(True)
 
 
@@ -78,18 +102,42 @@ class EmptyData(_Data):
     pass
 
 
+@dataclass(frozen=True, order=True)
+class LogPosition:
+    """Where a record sits in the log: its broker timestamp (ms), then partition and offset.
+
+    Orders the records of a topic the same way on every replay, when the topic stamps records
+    with ``LogAppendTime`` (the project's topics do); a thread's owner is taken from its first
+    ``thread.created`` in this order (services.projection).
+    """
+
+    timestamp: int
+    partition: int
+    offset: int
+
+
 class Envelope(BaseModel):
     """The CloudEvents 1.0 attributes every event carries, with ``data`` still untyped."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    # set by whoever read the event from Kafka (never from the JSON: a private attribute)
+    _position: LogPosition | None = PrivateAttr(default=None)
+
+    @property
+    def position(self) -> LogPosition | None:
+        return self._position
+
+    def at(self, position: LogPosition) -> None:
+        """Record where this event was read from."""
+        self._position = position
 
     specversion: Literal["1.0"]
-    id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    type: Annotated[str, StringConstraints(min_length=1)]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=EVENT_ID_MAX)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=TYPE_MAX)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=SOURCE_MAX)]
     subject: Id
     time: EventTime
-    datacontenttype: str | None = None
+    datacontenttype: Annotated[str, StringConstraints(max_length=TYPE_MAX)] | None = None
     data: dict[str, Any]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Literal
 
@@ -38,6 +39,18 @@ class Settings(BaseSettings):
     ready_timeout_ms: int = Field(2000, ge=100)
     # the projector refreshes its consumer-lag gauges this often
     lag_interval_seconds: float = Field(5.0, gt=0)
+    # what a producer may send (README, "Bounds"): an event dated more than this after its
+    # record's broker timestamp is dead-lettered (time_in_future) ...
+    max_clock_skew_seconds: float = Field(300.0, ge=0)
+    # ... and so is one dated before this floor (time_before_floor)
+    event_time_floor: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    # a record whose value and headers together weigh more is dead-lettered (too_large)
+    max_record_bytes: int = Field(256 * 1024, ge=1024)
+    # a dead-letter copy weighs at most this (value truncated beyond it, with headers that say so)
+    dlq_max_bytes: int = Field(512 * 1024, ge=16 * 1024, le=1_000_000)  # topic: 1 MiB
+    # the projector's /readyz fails after this long with lag and no committed progress, or
+    # with the store failing
+    stall_seconds: float = Field(120.0, gt=0)
 
 
 @lru_cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.sample import cloud_event
-from services.decoding import Rejected, Unknown, decode
+from services.decoding import EVENT_MODELS, REJECTION_CODES, Bounds, Rejected, Unknown, decode
 from services.events import (
     EVENT_TYPES,
     MessageAdded,
@@ -67,9 +67,12 @@ def binary(event: dict[str, Any]) -> tuple[bytes, list[tuple[str, bytes]]]:
     return encoded(event["data"]), headers
 
 
-def rejected(decoded: object) -> str:
+def rejected(decoded: object, code: str | None = None) -> str:
+    """The rejection's detail (its reason without the code), checking the code if given."""
     assert isinstance(decoded, Rejected), decoded
-    return decoded.reason
+    assert decoded.code in REJECTION_CODES and decoded.reason.startswith(decoded.code + ": ")
+    assert code is None or decoded.code == code, decoded
+    return decoded.detail
 
 
 def with_data(kind: str = "thread.created", **data: Any) -> dict[str, Any]:
@@ -105,8 +108,14 @@ def test_binary_mode_decodes_every_type(kind: str) -> None:
     )
 
 
-def test_structured_mode_without_headers_and_without_key() -> None:
-    assert isinstance(decode(None, encoded(raw()), []), ThreadCreated)
+def test_structured_mode_without_headers() -> None:
+    assert isinstance(decode(KEY, encoded(raw()), []), ThreadCreated)
+
+
+def test_a_record_without_key_is_rejected() -> None:
+    rejected(decode(None, encoded(raw()), []), "missing_key")
+    value, headers = binary(raw("thread.pinned"))
+    rejected(decode(None, value, headers), "missing_key")
 
 
 def test_created_data_fields() -> None:
@@ -258,7 +267,7 @@ def test_missing_id_is_rejected() -> None:
 def test_missing_required_attribute_is_rejected(attribute: str) -> None:
     event = raw()
     del event[attribute]
-    reason = rejected(decode(None, encoded(event), []))
+    reason = rejected(decode(KEY, encoded(event), []))
     assert re.search(rf"{attribute}.*required", reason), reason
 
 
@@ -332,7 +341,7 @@ LONG = "x" * 129
     ids=["subject", "organization", "user", "assistant", "workflow", "space", "message", "upd"],
 )
 def test_id_longer_than_128_is_rejected(event: dict[str, Any], where: str) -> None:
-    reason = rejected(decode(None, encoded(event), []))
+    reason = rejected(decode(KEY, encoded(event), []))
     assert reason.startswith(where + ":") and "128" in reason, reason
 
 
@@ -344,7 +353,7 @@ def test_id_of_128_is_accepted() -> None:
 
 @pytest.mark.parametrize("field", ["subject", "id"])
 def test_empty_id_is_rejected(field: str) -> None:
-    reason = rejected(decode(None, encoded(raw(**{field: ""})), []))
+    reason = rejected(decode(KEY, encoded(raw(**{field: ""})), []))
     assert reason.startswith(field + ":"), reason
 
 
@@ -368,10 +377,178 @@ def test_metadata_key_and_value_lengths() -> None:
 
 
 def test_subject_not_matching_the_key_is_rejected() -> None:
-    reason = rejected(decode(b"thrd_other", encoded(raw()), STRUCTURED))
+    reason = rejected(decode(b"thrd_other", encoded(raw()), STRUCTURED), "key_mismatch")
     assert reason == "subject does not match the record key"
 
 
 def test_subject_not_matching_the_key_is_rejected_in_binary_mode() -> None:
     value, headers = binary(raw("thread.pinned"))
     assert "record key" in rejected(decode(b"thrd_other", value, headers))
+
+
+# --- decoding is total: no bytes and no headers make decode() raise (issue 15) ---
+
+header_names = st.one_of(
+    st.sampled_from([f"ce_{a}" for a in ("specversion", "id", "type", "subject", "time")]),
+    st.text(max_size=20),
+)
+header_lists = st.lists(st.tuples(header_names, st.binary(max_size=64)), max_size=8)
+
+
+@given(
+    key=st.one_of(st.none(), st.binary(max_size=40)),
+    value=st.one_of(st.none(), st.binary(max_size=400)),
+    headers=header_lists,
+    timestamp=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+)
+@QUICK
+def test_decode_never_raises_on_arbitrary_bytes(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], timestamp: int | None
+) -> None:
+    assert_decoded_without_the_safety_net(decode(key, value, headers, timestamp))
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.text(max_size=10),
+        st.sampled_from(["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-01:00", "1.0"]),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(["specversion", "id", "type", "subject", "time", "data", "source"]),
+        json_values,
+        max_size=3,
+    ),
+    data=st.dictionaries(
+        st.sampled_from(["organization_id", "user_id", "title", "metadata", "message_id"]),
+        json_values,
+        max_size=3,
+    ),
+    kind=st.sampled_from(sorted(EVENT_TYPES)),
+    mode=st.sampled_from(["structured", "binary"]),
+)
+@QUICK
+def test_decode_never_raises_on_near_valid_events(
+    changes: dict[str, Any], data: dict[str, Any], kind: str, mode: str
+) -> None:
+    event = with_data(kind, **data) if kind == "thread.created" else raw(kind)
+    if kind != "thread.created":
+        event["data"] = {**event["data"], **data}
+    event.update(changes)
+    if mode == "structured":
+        decoded = decode(KEY, encoded(event), [])
+    else:
+        value, headers = binary({**event, "data": event.get("data")})
+        decoded = decode(KEY, value, headers)
+    assert_decoded_without_the_safety_net(decoded)
+
+
+def assert_decoded_without_the_safety_net(decoded: object) -> None:
+    """decode() turns any exception into a rejection as a last resort; these inputs must
+    each get a reason of their own, so the property fails if that net ever catches one."""
+    assert isinstance(decoded, (Rejected, Unknown, *EVENT_MODELS))
+    if isinstance(decoded, Rejected):
+        assert decoded.code in REJECTION_CODES
+        assert "undecodable record" not in decoded.detail, decoded
+
+
+def deep(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "code"),
+    [
+        (encoded(raw(time="0001-01-01T00:00:00+00:01")), [], "invalid_event"),
+        (encoded(raw(time="9999-12-31T23:59:59-01:00")), [], "invalid_event"),
+        (encoded(raw(time="0001-01-01T00:00:00Z")), [], "time_before_floor"),
+        (encoded(raw(time="1970-01-01T00:00:00Z")), [], "time_before_floor"),
+        (b'{"data": ' + deep(2000) + b"}", [], "not_json"),
+        (deep(2000), binary(raw("thread.pinned"))[1], "not_json"),
+        (b'{"specversion": "1.0", "n": ' + b"9" * 5000 + b"}", [], "not_json"),
+        (b'{"n": ' + b"9" * 5000 + b"}", binary(raw("thread.pinned"))[1], "not_json"),
+        (b'{"n": NaN}', binary(raw("thread.pinned"))[1], "not_json"),
+        (encoded(raw()).replace(b'"Hello"', b'"\\ud800"'), [], "not_json"),
+    ],
+    ids=[
+        "year-1-in-utc",
+        "year-10000-in-utc",
+        "year-1",
+        "epoch",
+        "nested-structured",
+        "nested-binary",
+        "big-int-structured",
+        "big-int-binary",
+        "nan-binary",
+        "lone-surrogate",
+    ],
+)
+def test_poison_records_are_rejected_not_raised(
+    value: bytes, headers: list[tuple[str, bytes]], code: str
+) -> None:
+    rejected(decode(KEY, value, headers, timestamp=NOW_MS), code)
+
+
+NOW_MS = int(datetime(2025, 11, 17, 10, 0, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_time_bounds_are_relative_to_the_broker_timestamp() -> None:
+    bounds = Bounds(max_skew=timedelta(minutes=5))
+    event = encoded(raw(time="2025-11-17T10:05:00Z"))
+    assert isinstance(decode(KEY, event, [], NOW_MS, bounds), ThreadCreated)  # at the edge
+    later = encoded(raw(time="2025-11-17T10:05:00.001Z"))
+    detail = rejected(decode(KEY, later, [], NOW_MS, bounds), "time_in_future")
+    assert "300 s" in detail
+    assert isinstance(decode(KEY, later, [], None, bounds), ThreadCreated)  # no timestamp known
+    old = encoded(raw(time="2000-01-01T00:00:00Z"))  # the floor itself is allowed
+    assert isinstance(decode(KEY, old, [], NOW_MS, bounds), ThreadCreated)
+    rejected(decode(KEY, encoded(raw(time="1999-12-31T23:59:59.999Z")), []), "time_before_floor")
+
+
+def test_a_record_over_the_size_limit_is_rejected_whatever_it_holds() -> None:
+    bounds = Bounds(max_record_bytes=2048)
+    title = "x" * 1000  # within the title limit
+    assert isinstance(decode(KEY, encoded(with_data(title=title)), [], None, bounds), ThreadCreated)
+    big = [("h", b"x" * 2048)]
+    detail = rejected(decode(KEY, encoded(raw()), big, None, bounds), "too_large")
+    assert "2048" in detail
+    rejected(decode(None, b"\xff" * 4096, [], None, bounds), "too_large")
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        ({"title": "x" * 1001}, "data.title"),
+        ({"status": "s" * 65}, "data.status"),
+        ({"space_ids": [f"s{i}" for i in range(101)]}, "data.space_ids"),
+    ],
+    ids=["title", "status", "space-ids"],
+)
+def test_fields_over_their_limit_are_rejected(data: dict[str, Any], where: str) -> None:
+    for kind in ("thread.created", "thread.updated"):
+        detail = rejected(decode(KEY, encoded(with_data(kind, **data)), []), "invalid_event")
+        assert detail.startswith(where), detail
+
+
+def test_model_source_and_type_are_bounded() -> None:
+    model = with_data("thread.message_added", model="m" * 129)
+    assert rejected(decode(KEY, encoded(model), [])).startswith("data.model")
+    rejected(decode(KEY, encoded(raw(source="s" * 257)), []), "invalid_event")
+    rejected(decode(KEY, encoded(raw(type="t" * 129)), []), "invalid_event")
+
+
+def test_a_rejection_detail_stays_short_whatever_the_producer_sent() -> None:
+    metadata = {"k" * 100_000: "v"}
+    detail = rejected(decode(KEY, encoded(with_data(metadata=metadata)), []), "invalid_event")
+    assert len(detail) < 1200
