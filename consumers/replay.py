@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from consumers.topics import reader
 from services.bootstrap import connect
-from services.decoding import Rejected, Unknown, decode
-from services.events import Event
+from services.decoding import DEFAULT_BOUNDS, Bounds, Rejected, Unknown, decode
+from services.events import Event, LogPosition
 from services.projection import ThreadState, fold
 from services.projector import Record
 from services.settings import Settings
@@ -85,11 +85,18 @@ def fold_records(
     records: list[ConsumerRecord[bytes, bytes]],
     as_of: datetime | None,
     tally: Tally,
+    bounds: Bounds = DEFAULT_BOUNDS,
 ) -> None:
-    """Fold ``records`` into ``states`` (one fold per thread per call), counting outcomes."""
+    """Fold ``records`` into ``states`` (one fold per thread per call), counting outcomes.
+
+    The same decoding, bounds and positions as the live projector's, so a rebuild agrees with
+    it; a conflicting ``thread.created``, which the live projector dead-letters, changes nothing
+    in the fold either way.
+    """
     events: dict[str, list[Event]] = defaultdict(list)
     for raw in records:
-        decoded = decode(raw.key, raw.value, [(k, v or b"") for k, v in raw.headers])
+        headers = [(k, v or b"") for k, v in raw.headers]
+        decoded = decode(raw.key, raw.value, headers, raw.timestamp, bounds)
         if isinstance(decoded, Rejected):
             tally.rejected += 1
         elif isinstance(decoded, Unknown):
@@ -97,6 +104,7 @@ def fold_records(
         elif as_of is not None and decoded.time > as_of:
             tally.later += 1
         else:
+            decoded.at(LogPosition(raw.timestamp, raw.partition, raw.offset))
             events[decoded.subject].append(decoded)
     tally.records += len(records)
     for thread_id, batch in events.items():
@@ -148,7 +156,7 @@ async def load_partition(
     try:
         tp = TopicPartition(settings.topic, partition)
         async for records in read_range(consumer, tp, start, stop, max_records=10_000):
-            fold_records(states, records, as_of, tally)
+            fold_records(states, records, as_of, tally, Bounds.from_settings(settings))
             if _progress is not None:
                 _progress.put((partition, len(records)))
     finally:

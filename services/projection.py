@@ -1,10 +1,22 @@
 """The projection: a pure fold of thread events into one thread's state. No I/O.
 
 Every rule is a merge that is commutative, associative and idempotent (a last-writer-wins
-register per field keyed by ``(time, event id)``, a set of message ids, a maximum of times),
-so the state depends only on the *set* of events folded: any arrival order and any number of
-redeliveries give the same state. The live consumer, the rebuild and the tests all call
-:func:`fold`; no second copy of these rules exists.
+register per field keyed by ``(time, event id)``, a set of message ids, a maximum of times,
+a minimum of creations), so the state depends only on the *set* of events folded: any arrival
+order and any number of redeliveries give the same state. The live consumer, the rebuild and
+the tests all call :func:`fold`; no second copy of these rules exists.
+
+The owner rule (events.md v1.1): a thread's owner — organization, user, assistant, workflow —
+and its initial title, metadata, status, spaces and visibility come from its *first*
+``thread.created`` in log order (broker timestamp, partition, offset: :class:`LogPosition`), not
+from the earliest dated one, which a producer could choose. Any later create is ignored
+whole: it never changes the owner and never acts as an update (the registers hold only
+``thread.updated`` writes; the view takes, per field, the later of that register and the
+creation's value). A later create that differs is dead-lettered (:func:`create_conflict`); one
+that does not is a redelivery. Because the creation is a minimum over a total order and a
+losing create contributes nothing (not even to ``updated_at``), the rule is as order-free as
+the others: the live projector, which meets creates in arrival order, and a rebuild, which
+meets them partition by partition, fold the same records to the same state.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from services.events import (
     Event,
+    LogPosition,
     MessageAdded,
     ThreadCreated,
     ThreadDeleted,
@@ -30,7 +43,7 @@ T = TypeVar("T")
 # Raise it whenever a change to the fold (a rule, a new field) changes the state some log folds
 # to: every view records the version that built it, and the projector warns when the live view
 # was built by another one (rebuild it: see the README's operator section).
-FOLD_VERSION = 1
+FOLD_VERSION = 2  # 2: the owner rule (first create in log order), creates never update
 
 # the fields thread.created sets and thread.updated may change, each a last-writer-wins register
 UPDATABLE = ("title", "metadata", "status", "space_ids", "visible_in_ui")
@@ -52,15 +65,83 @@ class Register(Generic[T]):
 
 @dataclass(frozen=True)
 class Creation:
+    """The ``thread.created`` that made the thread: its owner and the registers' first values."""
+
     organization_id: str
     user_id: str
     assistant_id: str | None
     workflow_id: str | None
     stamp: Stamp  # created_at is stamp.time
+    position: LogPosition | None = None  # None: not read from Kafka (or stored before v2)
+    initial: dict[str, Any] = field(default_factory=dict)  # UPDATABLE name -> value
+
+    @property
+    def order(self) -> tuple[bool, LogPosition, Stamp]:
+        """The first creation in this order wins (see :func:`log_order`)."""
+        return _log_order(self.position, self.stamp)
+
+    @property
+    def content(self) -> tuple[Any, ...]:
+        """What a second create must repeat to be a mere redelivery."""
+        owner = (self.organization_id, self.user_id, self.assistant_id, self.workflow_id)
+        return (*owner, sorted(self.initial.items(), key=lambda item: item[0]))
+
+
+_NOWHERE = LogPosition(0, 0, 0)
+
+
+def _log_order(position: LogPosition | None, stamp: Stamp) -> tuple[bool, LogPosition, Stamp]:
+    # a creation without a position (stored before positions were kept) comes first: it was
+    # made earlier in the log than any record read since; the stamp breaks the remaining ties
+    return (position is not None, position or _NOWHERE, stamp)
+
+
+def log_order(event: Event) -> tuple[bool, LogPosition, Stamp]:
+    """The order of records in the log (broker timestamp, partition, offset), the owner rule's."""
+    return _log_order(event.position, Stamp(event.time, event.id))
+
+
+def creation_of(event: ThreadCreated) -> Creation:
+    data = event.data
+    initial = {name: _frozen(getattr(data, name)) for name in UPDATABLE}
+    return Creation(
+        data.organization_id,
+        data.user_id,
+        data.assistant_id,
+        data.workflow_id,
+        Stamp(event.time, event.id),
+        event.position,
+        initial,
+    )
+
+
+def create_conflict(current: Creation | None, event: ThreadCreated) -> str | None:
+    """Why ``event`` must be dead-lettered, or None: it comes after the creation that made the
+    thread in log order and differs from it (the fold would ignore it either way)."""
+    if current is None:
+        return None
+    new = creation_of(event)
+    if new.content == current.content or new.order < current.order:
+        return None  # a redelivery, or the first create (it can only be met late across partitions)
+    owner = ("organization_id", "user_id", "assistant_id", "workflow_id")
+    differs = [name for name in owner if getattr(new, name) != getattr(current, name)]
+    differs += [name for name in UPDATABLE if new.initial.get(name) != current.initial.get(name)]
+    return (
+        f"thread {event.subject} was created by event {current.stamp.id}; this later "
+        f"thread.created differs in {', '.join(differs)} and is ignored"
+    )
+
+
+def first_creation(current: Creation | None, new: Creation) -> Creation:
+    return new if current is None or new.order < current.order else current
 
 
 @dataclass
 class ThreadState:
+    """One thread as folded so far. ``updated_at`` is the latest time of its events other than
+    creates (the view's ``updated_at`` is the later of it and ``created_at``); the registers of
+    UPDATABLE fields hold ``thread.updated`` writes only."""
+
     id: str
     creation: Creation | None = None
     title: Register[str | None] | None = None
@@ -97,15 +178,11 @@ def fold(state: ThreadState | None, events: Iterable[Event]) -> ThreadState:
 
 def _apply(state: ThreadState, event: Event) -> None:
     stamp = Stamp(event.time, event.id)
+    if isinstance(event, ThreadCreated):  # only the first creation counts, for anything
+        state.creation = first_creation(state.creation, creation_of(event))
+        return
     state.updated_at = _latest(state.updated_at, event.time)
     match event:
-        case ThreadCreated(data=data):
-            if state.creation is None or stamp < state.creation.stamp:
-                state.creation = Creation(
-                    data.organization_id, data.user_id, data.assistant_id, data.workflow_id, stamp
-                )
-            for name in UPDATABLE:
-                _write(state, name, getattr(data, name), stamp)
         case ThreadUpdated(data=data):
             for name in UPDATABLE:
                 if name in data.model_fields_set:
@@ -122,9 +199,22 @@ def _apply(state: ThreadState, event: Event) -> None:
 
 
 def _write(state: ThreadState, name: str, value: Any, stamp: Stamp) -> None:
-    if isinstance(value, list):
-        value = tuple(value)
-    setattr(state, name, _lww(getattr(state, name), value, stamp))
+    setattr(state, name, _lww(getattr(state, name), _frozen(value), stamp))
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def current(state: ThreadState, name: str) -> Register[Any] | None:
+    """The register of an UPDATABLE field as the view sees it: the later of the field's last
+    ``thread.updated`` write and the creation's value."""
+    written: Register[Any] | None = getattr(state, name)
+    creation = state.creation
+    if creation is None or name not in creation.initial:
+        return written
+    initial = Register(creation.initial[name], creation.stamp)
+    return written if written is not None and written.stamp > initial.stamp else initial
 
 
 def _lww(current: Register[T] | None, value: T, stamp: Stamp) -> Register[T]:
@@ -140,27 +230,30 @@ def view(state: ThreadState) -> dict[str, Any]:
     creation = state.creation
     pinned = state.pinned is not None and state.pinned.value
     deleted = state.deleted is not None and state.deleted.value
+    title, metadata, status, space_ids, visible = (current(state, name) for name in UPDATABLE)
+    created_at = creation.stamp.time if creation else None
+    updated_at = max((t for t in (state.updated_at, created_at) if t is not None), default=None)
     return {
         "id": state.id,
         "listed": creation is not None,
-        "created_at": creation.stamp.time if creation else None,
-        "updated_at": state.updated_at,
+        "created_at": created_at,
+        "updated_at": updated_at,
         # the published example shows a thread without messages with last_message_at equal
         # to its created_at, never null
         "last_message_at": state.last_message_at or (creation.stamp.time if creation else None),
-        "metadata": dict(state.metadata.value) if state.metadata else {},
+        "metadata": dict(metadata.value) if metadata else {},
         "assistant_id": creation.assistant_id if creation else None,
         "organization_id": creation.organization_id if creation else None,
         "user_id": creation.user_id if creation else None,
         "workflow_id": creation.workflow_id if creation else None,
-        "title": state.title.value if state.title else None,
-        "status": state.status.value if state.status else "inactive",
+        "title": title.value if title else None,
+        "status": status.value if status else "inactive",
         "message_count": len(state.message_ids),
-        "visible_in_ui": state.visible_in_ui.value if state.visible_in_ui else True,
+        "visible_in_ui": visible.value if visible else True,
         "last_model_used": state.last_model.value if state.last_model else None,
         "is_pinned": pinned,
         "pinned_at": state.pinned.stamp.time if pinned and state.pinned else None,
-        "space_ids": list(state.space_ids.value) if state.space_ids else [],
+        "space_ids": list(space_ids.value) if space_ids else [],
         "is_deleted": deleted,
         "deleted_at": state.deleted.stamp.time if deleted and state.deleted else None,
     }

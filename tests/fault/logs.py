@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.sample import cloud_event
 from services.decoding import decode
-from services.events import Event
+from services.events import Event, LogPosition
 from services.projection import ThreadState, fold
 from tests.kafka import Raw, structured
 
@@ -156,12 +156,24 @@ def generate(seed: int, threads: int, orgs: int = 5) -> Log:
 
 
 def reference(log: Log) -> dict[str, ThreadState]:
-    """Each thread's state as the fold of every valid event of the whole log."""
+    """Each thread's state as the fold of every valid event of the whole log, without the
+    creation's log position (:func:`comparable`)."""
     by_thread: dict[str, list[Event]] = defaultdict(list)
     for i, (key, value, headers) in enumerate(log.records):
         decoded = decode(key, value, headers)
         if isinstance(decoded, Event.__args__):  # type: ignore[attr-defined]
+            # the log's order: a thread's records share a partition, in publication order
+            decoded.at(LogPosition(0, 0, i))
             by_thread[decoded.subject].append(decoded)
         else:
             assert (i in log.poison) == hasattr(decoded, "reason"), (i, decoded)
-    return {thread: fold(None, events) for thread, events in by_thread.items()}
+    return {thread: comparable(fold(None, events)) for thread, events in by_thread.items()}
+
+
+def comparable(state: ThreadState) -> ThreadState:
+    """The state without its creation's log position, whose broker timestamp only the broker
+    knows: what a reference and a stored state can be compared on (the position decides which
+    create is the first, and the reference orders the log the same way)."""
+    if state.creation is None or state.creation.position is None:
+        return state
+    return replace(state, creation=replace(state.creation, position=None))

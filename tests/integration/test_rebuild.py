@@ -23,13 +23,13 @@ from consumers.topics import ensure_topics
 from services.bootstrap import Services, bootstrap
 from services.decoding import decode
 from services.documents import from_document
-from services.events import Event
+from services.events import Event, LogPosition
 from services.projection import FOLD_VERSION, ThreadState, fold, view
 from services.settings import Settings
 from services.views import READY, ViewError
 from tests.conftest import run_cli
 from tests.fault.harness import ORGS, assert_every_list_query_answers
-from tests.fault.logs import Log, generate, reference
+from tests.fault.logs import Log, comparable, generate, reference
 from tests.kafka import produce
 
 pytestmark = pytest.mark.integration
@@ -41,18 +41,19 @@ async def rebuilt(services: Services, name: str, **options: Any) -> dict[str, An
 
 async def states_of(services: Services, name: str) -> dict[str, ThreadState]:
     store = services.store_of(await services.catalog.require(name))
-    return {d["_id"]: from_document(d) async for d in store.threads.find()}
+    return {d["_id"]: comparable(from_document(d)) async for d in store.threads.find()}
 
 
 def fold_of(records: list[Any], as_of: datetime | None = None) -> dict[str, ThreadState]:
     events: dict[str, list[Event]] = {}
-    for key, value, headers in records:
+    for i, (key, value, headers) in enumerate(records):
         decoded = decode(key, value, headers)
         if not isinstance(decoded, Event.__args__):  # type: ignore[attr-defined]
             continue
+        decoded.at(LogPosition(0, 0, i))  # the log's order (see tests.fault.logs.reference)
         if as_of is None or decoded.time <= as_of:
             events.setdefault(decoded.subject, []).append(decoded)
-    return {thread: fold(None, batch) for thread, batch in events.items()}
+    return {thread: comparable(fold(None, batch)) for thread, batch in events.items()}
 
 
 @pytest.fixture

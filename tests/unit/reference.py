@@ -24,6 +24,13 @@ def _order(event: Event) -> tuple[datetime, str]:
     return (event.time, event.id)
 
 
+def _log_order(event: Event) -> tuple[bool, tuple[int, int, int], tuple[datetime, str]]:
+    """Where a record stands in the log: events without a position first, then by position."""
+    position = event.position
+    where = (position.timestamp, position.partition, position.offset) if position else (0, 0, 0)
+    return (position is not None, where, _order(event))
+
+
 def _latest(events: Sequence[Event]) -> Event | None:
     return max(events, key=_order) if events else None
 
@@ -36,7 +43,7 @@ def _sent(event: Event) -> dict[str, Any]:
 def _sets(event: Event) -> dict[str, Any]:
     """The updatable fields an event sets, with their values."""
     if event.type == "thread.created":
-        # thread.created sets every updatable field: absent ones take the contract's default
+        # the first thread.created sets every updatable field: absent ones take the defaults
         sent = _sent(event)
         return {name: sent.get(name, DEFAULTS[name]) for name in UPDATABLE}
     if event.type == "thread.updated":
@@ -61,17 +68,17 @@ def expected_view(events: Sequence[Event]) -> dict[str, Any]:
     view["metadata"] = {}
     view["space_ids"] = []
 
-    # creation: the thread.created with the smallest (time, id)
+    # creation: the first thread.created in log order; every other create is ignored whole
     created = all_of("thread.created")
-    first = min(created, key=_order) if created else None
+    first = min(created, key=_log_order) if created else None
     view["listed"] = first is not None
     view["created_at"] = first.time if first else None
     for name in ("organization_id", "user_id", "assistant_id", "workflow_id"):
         view[name] = _sent(first).get(name) if first else None
 
-    # each updatable field: the latest (time, id) event that sets it
+    # each updatable field: the latest (time, id) of the first create and the updates setting it
     for name in UPDATABLE:
-        setting = [e for e in all_of("thread.created", "thread.updated") if name in _sets(e)]
+        setting = [e for e in [first, *all_of("thread.updated")] if e and name in _sets(e)]
         winner = _latest(setting)
         if winner is not None:
             view[name] = _sets(winner)[name]
@@ -92,5 +99,6 @@ def expected_view(events: Sequence[Event]) -> dict[str, Any]:
     last = _latest(with_model)
     view["last_model_used"] = _sent(last)["model"] if last else None
 
-    view["updated_at"] = max(e.time for e in events)
+    counted = [e for e in events if e.type != "thread.created"] + ([first] if first else [])
+    view["updated_at"] = max((e.time for e in counted), default=None)
     return view

@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 from consumers.sample import cloud_event
-from services.events import EVENT_TYPES, Event
+from services.events import EVENT_TYPES, Event, LogPosition
 
 # the main properties: enough examples to find ties and out-of-order logs, still fast
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -132,6 +132,22 @@ def event_ids(draw: st.DrawFn, n: int) -> list[str]:
     return [f"evt_{k}" for k in numbers]
 
 
+# broker timestamps (ms) of records: few, so that ties (broken by partition, then offset) are common
+BROKER_TIMES = (1_763_373_600_000, 1_763_373_600_001, 1_763_373_660_000)
+
+
+@st.composite
+def positioned(draw: st.DrawFn, events: list[Event]) -> list[Event]:
+    """Give each event the position of the record it came in (as the projector and the rebuild
+    do), or, in some examples, none (events built in memory): the fold must hold for both."""
+    if draw(st.booleans()):
+        offsets = draw(st.permutations(range(len(events))))
+        for event, offset in zip(events, offsets, strict=True):
+            timestamp, partition = draw(st.sampled_from(BROKER_TIMES)), draw(st.integers(0, 2))
+            event.at(LogPosition(timestamp, partition, offset))
+    return events
+
+
 @st.composite
 def thread_logs(
     draw: st.DrawFn,
@@ -157,7 +173,7 @@ def thread_logs(
         at = draw(st.integers(0, len(events)))
         data = draw(created_data())
         events.insert(at, cloud_event("thread.created", thread, draw(times), data, id=extra_id))
-    return [to_event(e) for e in events]
+    return draw(positioned([to_event(e) for e in events]))
 
 
 @st.composite
@@ -168,7 +184,11 @@ def mixed_logs(draw: st.DrawFn, max_size: int = 25) -> list[Event]:
     threads = draw(st.lists(st.sampled_from(THREAD_IDS), min_size=n, max_size=n))
     if len(set(threads)) < 2:
         threads[0] = next(t for t in THREAD_IDS if t != threads[1])
-    return [
-        to_event(draw(raw_events(thread, identifier)))
-        for thread, identifier in zip(threads, identifiers, strict=True)
-    ]
+    return draw(
+        positioned(
+            [
+                to_event(draw(raw_events(thread, identifier)))
+                for thread, identifier in zip(threads, identifiers, strict=True)
+            ]
+        )
+    )

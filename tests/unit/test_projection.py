@@ -12,10 +12,27 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.sample import cloud_event
-from services.events import Event
-from services.projection import ThreadState, fold, view
+from services.events import Event, LogPosition, ThreadCreated
+from services.projection import (
+    ThreadState,
+    create_conflict,
+    creation_of,
+    first_creation,
+    fold,
+    log_order,
+    view,
+)
 from tests.unit.reference import expected_view
-from tests.unit.strategies import PROPERTY, QUICK, mixed_logs, thread_logs, to_event
+from tests.unit.strategies import (
+    PROPERTY,
+    QUICK,
+    TIMES,
+    created_data,
+    mixed_logs,
+    positioned,
+    thread_logs,
+    to_event,
+)
 
 # ---------------------------------------------------------------------------------------------
 # properties
@@ -53,6 +70,80 @@ def test_any_arrival_order_gives_the_same_view_and_state(data: st.DataObject) ->
     in_order, reordered = fold(None, events), fold(None, shuffled)
     assert reordered == in_order
     assert view(reordered) == view(in_order)
+
+
+def conflicting_creates(data: st.DataObject, events: list[Event]) -> list[Event]:
+    """``events`` plus second creates of the thread: other owners, other values, other times
+    (1970 included: before the floor is the decoder's business; the fold must hold anyway)."""
+    thread = events[0].subject
+    extra = []
+    for n in range(data.draw(st.integers(1, 3))):
+        raw = cloud_event(
+            "thread.created",
+            thread,
+            data.draw(st.sampled_from([*TIMES, "1970-01-01T00:00:00Z", "2001-01-01T00:00:00Z"])),
+            data.draw(created_data()),
+            id=f"evt_second_{n}",
+        )
+        extra.append(to_event(raw))
+    return events + data.draw(positioned(extra)) if events[0].position else events + extra
+
+
+@PROPERTY
+@given(st.data())
+def test_the_owner_is_the_first_create_in_log_order_whatever_the_arrival_order(
+    data: st.DataObject,
+) -> None:
+    events = conflicting_creates(data, data.draw(thread_logs(created=True)))
+    for event in events:  # every record read from Kafka has a position
+        if event.position is None:
+            event.at(LogPosition(1, 0, data.draw(st.integers(0, 10**6))))
+    first = min((e for e in events if isinstance(e, ThreadCreated)), key=log_order)
+    arrivals = data.draw(st.permutations(events))
+    folded = view(fold(None, arrivals))
+    assert folded == expected_view(events)
+    assert folded["organization_id"] == first.data.organization_id
+    assert folded["user_id"] == first.data.user_id
+    assert folded["created_at"] == first.time
+    # what the projector dead-letters (a later create that differs, met in arrival order by
+    # batches) changes nothing: the view of what it kept is the view of everything
+    kept, creation = [], None
+    for event in arrivals:
+        if isinstance(event, ThreadCreated):
+            if create_conflict(creation, event):
+                continue
+            creation = first_creation(creation, creation_of(event))
+        kept.append(event)
+    assert view(fold(None, kept)) == folded
+
+
+def test_a_later_create_never_updates_nor_moves_the_thread() -> None:
+    first = created("e9", "2025-11-17T10:00:00Z", organization_id="org_1", title="mine")
+    first.at(LogPosition(1000, 0, 5))
+    hidden = to_event(
+        cloud_event(
+            "thread.updated",
+            THREAD,
+            "2025-11-17T10:01:00Z",
+            {"visible_in_ui": False},
+            id="u1",
+        )
+    )
+    hidden.at(LogPosition(1001, 0, 6))
+    for late in (
+        created("e1", "1970-01-01T00:00:00Z", organization_id="org_evil", title="moved"),
+        created("e2", "2025-11-17T11:00:00Z", organization_id="org_1", title="reset"),
+    ):
+        late.at(LogPosition(2000, 1, 0))  # later in the log, on another partition
+        state = fold(None, [late, hidden, first])
+        assert create_conflict(fold(None, [first]).creation, late)
+        shown = view(state)
+        assert shown["organization_id"] == "org_1" and shown["title"] == "mine"
+        assert shown["visible_in_ui"] is False  # the second create does not show it again
+        assert shown["updated_at"] == at("2025-11-17T10:01:00Z")  # nor move its updated_at
+    redelivered = created("e9", "2025-11-17T10:00:00Z", organization_id="org_1", title="mine")
+    redelivered.at(LogPosition(3000, 0, 9))
+    assert create_conflict(fold(None, [first]).creation, redelivered) is None
 
 
 @PROPERTY
@@ -190,15 +281,16 @@ def test_created_sets_the_thread_and_the_contract_defaults() -> None:
     }
 
 
-def test_the_earliest_created_wins_for_creation() -> None:
+def test_without_log_positions_the_earliest_created_wins_whole() -> None:
     shown = show(
         created("e2", "2025-11-17T10:05:00Z", organization_id="org_late", title="late"),
         created("e1", "2025-11-17T10:00:00Z", organization_id="org_early", title="early"),
     )
     assert shown["organization_id"] == "org_early"
     assert shown["created_at"] == at("2025-11-17T10:00:00Z")
-    # but title is a register: the later created wins it
-    assert shown["title"] == "late"
+    # a second create never acts as an update: the title is the first create's
+    assert shown["title"] == "early"
+    assert shown["updated_at"] == at("2025-11-17T10:00:00Z")
 
 
 def test_message_added_before_created_is_kept_and_applies() -> None:
