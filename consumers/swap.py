@@ -32,6 +32,7 @@ from consumers.progress import Reporter
 from consumers.replay import read_range, to_record
 from consumers.topics import committed_offsets, reader, topic_offsets
 from services.bootstrap import Services
+from services.decoding import Bounds
 from services.projection import FOLD_VERSION
 from services.projector import Projector, only
 from services.views import READY, View, ViewError
@@ -46,7 +47,7 @@ async def swap(services: Services, name: str, reporter: Reporter) -> dict[str, A
     view = await catalog.require(name)
     live = (await catalog.pointer()).live
     _check(view, live, settings.topic)
-    projector = Projector(only(services.store_of(view)))
+    projector = Projector(only(services.store_of(view)), bounds=Bounds.from_settings(settings))
     consumer = reader(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     applied = 0

@@ -1,20 +1,44 @@
-"""Applies a batch of Kafka records to the store: decode, fold per thread, write once."""
+"""Applies a batch of Kafka records to the store: decode, fold per thread, write once.
+
+What can go wrong, and what each gets (the README's "The projector" says it for operators):
+
+- **A record that breaks the contract** (decoding, bounds, a conflicting ``thread.created``):
+  a rejection, dead-lettered with the batch's commit. Nothing else waits for it.
+- **A revision conflict** (another writer changed a thread since it was loaded): only the
+  threads that conflicted are reloaded and refolded, after a short jittered pause. Which ones
+  conflicted is read back by the write's token (``wid``), not guessed from revision numbers.
+- **A transient store error** (network, server selection, an election, a time limit): the
+  batch waits with exponential backoff for as long as it lasts; nothing is skipped.
+- **A permanent write error** (the store refuses a thread's document for good: over 16 MB,
+  invalid): the batch's writes are retried one thread at a time to find which; each refused
+  thread has its events of the batch dead-lettered (``write_failed``) and the rest commit.
+  Redriving them after a fix gives the exact view, because the fold depends only on the set of
+  events. But when more than half of the batch's threads fail that way (two at least), or the
+  store takes no write at all (:meth:`~services.store.MongoThreadStore.probe`), it is an outage
+  or a bug, not bad data: the batch stalls and retries, logged at ERROR and counted as
+  ``failed``, and the projector's readiness reports it after a while.
+
+Every path ends with the batch durable in the store (or its records dead-lettered), so the
+caller commits its offsets; none of them raises out of :meth:`Projector.handle` but
+cancellation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from uuid import uuid4
 
-from pymongo.errors import PyMongoError
-
-from services.decoding import Headers, Rejected, Unknown, decode
-from services.events import Event
-from services.projection import fold
-from services.store import MongoThreadStore, WriteConflict
+from services.decoding import DEFAULT_BOUNDS, Bounds, Headers, Rejected, Unknown, decode
+from services.events import Event, LogPosition, ThreadCreated
+from services.projection import ThreadState, create_conflict, creation_of, first_creation, fold
+from services.projection import log_order as _log_order
+from services.store import MongoThreadStore, WriteConflict, transient
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +53,20 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: Headers
-    timestamp: int = 0
+    timestamp: int = -1  # the broker timestamp, ms (-1: unknown)
+
+
+Dead = list[tuple[Record, Rejected]]
 
 
 @dataclass(frozen=True)
 class Outcome:
     """What became of a batch once its effects on the store are durable."""
 
-    applied: int
+    applied: int  # events folded into the view
     unknown: Counter[str]  # well-formed events of types this service does not know, by type
-    rejected: list[tuple[Record, Rejected]]  # for the dead-letter topic, with the reason
-    retries: Counter[str] = field(default_factory=Counter)  # "conflict", "unavailable"
-    newest: datetime | None = None  # the latest time of an applied event
+    rejected: Dead  # for the dead-letter topic, with the reason
+    retries: Counter[str] = field(default_factory=Counter)  # conflict, unavailable, failed
 
 
 # the views a batch is written to, looked up for each batch after its records were fetched
@@ -54,6 +80,19 @@ def only(store: MongoThreadStore) -> Targets:
     return targets
 
 
+Items = dict[str, list[tuple[Record, Event]]]  # per thread, its events with their records
+
+
+@dataclass
+class _Pass:
+    """What one attempt at writing the pending threads to one store found."""
+
+    written: int = 0  # threads whose document had to change
+    conflicted: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)  # thread -> why the store refused it
+    creates: dict[str, Dead] = field(default_factory=dict)  # conflicting creates per thread
+
+
 class Projector:
     """Folds batches of records into the thread store.
 
@@ -62,60 +101,175 @@ class Projector:
             view, and during a swap the next one too (see consumers.swap for why a batch must
             ask after its records were fetched).
         max_backoff: the longest pause between retries while the store is unreachable.
+        bounds: what a record may be (services.decoding).
     """
 
-    def __init__(self, targets: Targets, max_backoff: float = 10.0) -> None:
+    def __init__(
+        self, targets: Targets, max_backoff: float = 10.0, bounds: Bounds = DEFAULT_BOUNDS
+    ) -> None:
         self.targets = targets
         self.max_backoff = max_backoff
+        self.bounds = bounds
+        # time.time() when the current run of failing store attempts began (readiness)
+        self.failing_since: float | None = None
 
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records`` to the store; return once the writes are durable.
 
-        Retries store outages with backoff for as long as they last (consumption waits), so
-        the caller may commit the batch's offsets, with its rejected records sent to the
-        dead-letter topic, as soon as this returns.
+        The caller may then commit the batch's offsets, with the rejected records sent to the
+        dead-letter topic.
         """
-        events: dict[str, list[Event]] = defaultdict(list)
-        rejected: list[tuple[Record, Rejected]] = []
+        items: Items = defaultdict(list)
+        rejected: Dead = []
         unknown: Counter[str] = Counter()
         for record in records:
-            decoded = decode(record.key, record.value, record.headers)
+            decoded = decode(
+                record.key, record.value, record.headers, record.timestamp, self.bounds
+            )
             if isinstance(decoded, Rejected):
                 rejected.append((record, decoded))
             elif isinstance(decoded, Unknown):
                 unknown[decoded.type] += 1
             else:
-                events[decoded.subject].append(decoded)
-        retries = await self._retrying(events)
-        applied = sum(len(batch) for batch in events.values())
-        times = [event.time for batch in events.values() for event in batch]
-        return Outcome(applied, unknown, rejected, retries, max(times, default=None))
+                decoded.at(LogPosition(record.timestamp, record.partition, record.offset))
+                items[decoded.subject].append((record, decoded))
+        retries: Counter[str] = Counter()
+        dead = await self._apply(items, retries)
+        applied = sum(len(batch) for batch in items.values()) - len(dead)
+        return Outcome(applied, unknown, rejected + dead, retries)
 
-    async def _retrying(self, events: dict[str, list[Event]]) -> Counter[str]:
-        delay, retries = 0.1, Counter[str]()
-        while True:
+    async def _apply(self, items: Items, retries: Counter[str]) -> Dead:
+        """Write every thread of ``items``; return the records that must be dead-lettered."""
+        pending, dead = dict(items), Dead()
+        creates: dict[str, Dead] = {}
+        delay, conflicts = 0.1, 0
+        while pending:
             try:
                 stores = await self.targets()
-                await asyncio.gather(*(self._write(store, events) for store in stores))
-                return retries
-            except WriteConflict as exc:
-                retries["conflict"] += 1
-                log.info("write conflict, reloading: %s", exc)
-            except PyMongoError as exc:
+                passes = await asyncio.gather(
+                    *(self._write(store, pending, i == 0) for i, store in enumerate(stores))
+                )
+            except Exception as exc:  # noqa: BLE001 - the batch waits; it is never skipped
                 retries["unavailable"] += 1
-                log.warning("store unavailable, retrying in %.1fs: %s", delay, exc)
+                self._failing()
+                level = logging.WARNING if transient(exc) else logging.ERROR
+                log.log(level, "store unavailable, retrying in %.1fs: %r", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
+                continue
+            if passes:
+                creates.update(passes[0].creates)
+            failed = {t: why for p in passes for t, why in p.failed.items()}
+            if failed and await self._outage(stores, passes, failed):
+                retries["failed"] += 1
+                self._failing()
+                log.error(
+                    "the store refused %d of the batch's threads (%s): an outage or a bug, not "
+                    "bad data; retrying in %.1fs",
+                    len(failed),
+                    next(iter(failed.values())),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
+            for thread_id, why in failed.items():
+                log.error(
+                    "thread %s: the store refused its write for good; its %d events of this "
+                    "batch go to the dead-letter topic: %s",
+                    thread_id,
+                    len(pending[thread_id]),
+                    why,
+                )
+                dead += [
+                    (record, Rejected("write_failed", why)) for record, _ in pending[thread_id]
+                ]
+                creates.pop(thread_id, None)
+            conflicted = set().union(*(p.conflicted for p in passes)) - set(failed)
+            pending = {t: pending[t] for t in conflicted}
+            if conflicted:
+                retries["conflict"] += 1
+                conflicts += 1
+                log.info("write conflict on %d threads, reloading them", len(conflicted))
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * 2**conflicts)))
+        self.failing_since = None
+        return dead + [rejection for refused in creates.values() for rejection in refused]
+
+    def _failing(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = time.time()
 
     @staticmethod
-    async def _write(store: MongoThreadStore, events: dict[str, list[Event]]) -> None:
-        if not events:
-            return
-        stored = await store.load(list(events))
-        writes = []
-        for thread_id, batch in events.items():
+    async def _outage(
+        stores: Sequence[MongoThreadStore], passes: Sequence[_Pass], failed: dict[str, str]
+    ) -> bool:
+        """Whether refused writes mean the store (or this code) is broken, not the data."""
+        written = max(p.written for p in passes)
+        if len(failed) >= 2 and 2 * len(failed) > written:
+            return True
+        try:
+            for store in stores:
+                await store.probe()
+        except Exception:  # noqa: BLE001 - any failure to take a tiny write is an outage
+            return True
+        return False
+
+    @staticmethod
+    async def _write(store: MongoThreadStore, items: Items, check_creates: bool) -> _Pass:
+        """Load, fold and write the threads of ``items`` to one view.
+
+        Creates are judged against the creation stored (and each other) in log order; the
+        first view written decides which are dead-lettered, and every view folds the same:
+        a losing create changes nothing.
+        """
+        stored = await store.load(list(items))
+        found = _Pass()
+        writes: list[tuple[ThreadState, int | None]] = []
+        for thread_id, batch in items.items():
             current = stored.get(thread_id)
-            state = fold(current.state if current else None, batch)
-            if current is None or state != current.state:  # pure redeliveries write nothing
-                writes.append((state, current.rev if current else None))
-        await store.save(writes)
+            state = current.state if current else None
+            creation = state.creation if state else None
+            kept: list[Event] = []
+            for record, event in sorted(batch, key=lambda item: _log_order(item[1])):
+                if isinstance(event, ThreadCreated):
+                    if why := create_conflict(creation, event):
+                        if check_creates:
+                            refused = found.creates.setdefault(thread_id, [])
+                            refused.append((record, Rejected("create_conflict", why)))
+                        continue
+                    creation = first_creation(creation, creation_of(event))
+                kept.append(event)
+            folded = fold(state, kept) if kept else state
+            if folded is not None and (current is None or folded != current.state):
+                writes.append((folded, current.rev if current else None))  # redeliveries: none
+        found.written = len(writes)
+        wid = uuid4().hex
+        try:
+            await store.save(writes, wid)
+        except WriteConflict:
+            ids = [state.id for state, _ in writes]
+            found.conflicted = set(ids) - await store.written_by(wid, ids)
+        except Exception as exc:  # noqa: BLE001 - told apart below
+            if transient(exc):
+                raise
+            await Projector._one_by_one(store, writes, found)
+        return found
+
+    @staticmethod
+    async def _one_by_one(
+        store: MongoThreadStore, writes: list[tuple[ThreadState, int | None]], found: _Pass
+    ) -> None:
+        """After a bulk write the store refused: find the threads it refuses on their own.
+
+        Writes of the bulk that went through show up here as conflicts (their revision moved),
+        which reload and find nothing left to write.
+        """
+        for write in writes:
+            try:
+                await store.save([write])
+            except WriteConflict:
+                found.conflicted.add(write[0].id)
+            except Exception as exc:  # noqa: BLE001
+                if transient(exc):
+                    raise
+                found.failed[write[0].id] = f"{type(exc).__name__}: {str(exc)[:300]}"

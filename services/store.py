@@ -6,11 +6,21 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
+import bson
 from pymongo import IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    ExecutionTimeout,
+    OperationFailure,
+    PyMongoError,
+    WaitQueueTimeoutError,
+)
 
 from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
 from services.projection import ThreadState
@@ -26,7 +36,30 @@ from services.query import (
 )
 
 INDEX_NOT_FOUND = 27
+BATCH_BYTES = 16 * 1024 * 1024  # the most a server puts in one batch of a find
+# The most a thread's view fields (what a page reads) can weigh: the contract bounds them to
+# ~100 kB (a 1,000-character title, 16 metadata pairs of 64 + 512 characters, 100 space ids of
+# 128, at most 4 bytes a character); ten times that, for documents written outside the contract.
+MAX_VIEW_BYTES = 1024 * 1024
 DUPLICATE_KEY = 11000
+# server errors that say "not now" rather than "never": elections, shutdowns, network trouble
+# behind a mongos or a FerretDB, time limits (MongoDB's error_codes.yml)
+TRANSIENT_CODES = frozenset(
+    {6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 50, 112, 251}
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a store error may pass by itself (retry with backoff) rather than being the
+    write's own fault (retrying it can never succeed)."""
+    if isinstance(exc, ConnectionFailure | ExecutionTimeout | WaitQueueTimeoutError):
+        return True  # network, server selection, a primary stepping down, pool time-outs
+    if isinstance(exc, PyMongoError) and (
+        exc.has_error_label("RetryableWriteError")
+        or exc.has_error_label("TransientTransactionError")
+    ):
+        return True
+    return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
 
 
 class CursorNotFound(Exception):
@@ -107,18 +140,23 @@ class MongoThreadStore:
             found[document["_id"]] = Stored(from_document(document), document["rev"])
         return found
 
-    async def save(self, writes: Sequence[tuple[ThreadState, int | None]]) -> None:
+    async def save(
+        self, writes: Sequence[tuple[ThreadState, int | None]], wid: str | None = None
+    ) -> None:
         """Write each state if its document is still at the given revision (None: absent).
 
-        One round trip for the whole batch, each write found by ``_id``. Raises
-        :class:`WriteConflict` when any write was refused; some others may have been applied,
-        so the caller reloads and refolds.
+        One round trip for the whole batch, each write found by ``_id`` and marked with the
+        writer's token ``wid``. Raises :class:`WriteConflict` when any write was refused; some
+        others may have been applied, which :meth:`written_by` tells (a revision number alone
+        cannot: a stale writer at the same revision computes the same next one). Any other
+        error is the server's or the documents' (see :func:`transient`).
         """
         if not writes:
             return
         operations: list[InsertOne[dict[str, Any]] | UpdateOne] = []
         for state, rev in writes:
             document = to_document(state, 1 if rev is None else rev + 1)
+            document["wid"] = wid or uuid4().hex
             if rev is None:
                 operations.append(InsertOne(document))
             else:  # $set of every field: the same as a replacement
@@ -126,13 +164,30 @@ class MongoThreadStore:
                 operations.append(UpdateOne({"_id": state.id, "rev": rev}, {"$set": document}))
         try:
             result = await self.threads.bulk_write(operations, ordered=False)
-        except (BulkWriteError, DuplicateKeyError) as exc:
+        except DuplicateKeyError as exc:  # another writer inserted the thread first
             raise WriteConflict(str(exc)) from exc
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if errors and all(e.get("code") == DUPLICATE_KEY for e in errors):
+                raise WriteConflict(str(exc)) from exc
+            raise
         matched = result.inserted_count + result.matched_count
         if matched != len(operations):
             raise WriteConflict(
                 f"{len(operations) - matched} of the batch's threads changed under us"
             )
+
+    async def written_by(self, wid: str, thread_ids: Sequence[str]) -> set[str]:
+        """Which of ``thread_ids`` hold the write of the writer token ``wid``."""
+        found = self.threads.find({"_id": {"$in": list(thread_ids)}, "wid": wid}, {"_id": True})
+        return {document["_id"] async for document in found}
+
+    async def probe(self) -> None:
+        """One small write to a collection of its own: raises when the store takes no writes
+        at all, which tells an outage from documents the store refuses."""
+        await self.threads.database["projector_probe"].update_one(
+            {"_id": "probe"}, {"$inc": {"n": 1}}, upsert=True
+        )
 
     async def insert_new(self, states: Sequence[ThreadState]) -> int:
         """Insert the states as revision 1 of threads not stored yet; skip those that are.
@@ -168,9 +223,7 @@ class MongoThreadStore:
         """
         chosen = await self._plan(query, scope)
         count = query.limit + 1
-        streams = await asyncio.gather(
-            *(self._walk(chosen, s, count).to_list() for s in chosen.streams)
-        )
+        streams = await asyncio.gather(*(self._stream(chosen, s, count) for s in chosen.streams))
         documents = merge(streams, chosen.descending, count)
         data = [view_from_document(d) for d in documents[: query.limit]]
         if chosen.reverse:
@@ -200,7 +253,7 @@ class MongoThreadStore:
             wanted = list(dict.fromkeys(cursors.values()))
             documents = self.threads.find(
                 {"_id": {"$in": wanted}, **visible_filter(scope)}, {"created_at": True}
-            )  # one batch: see _walk
+            )  # one batch (a negative limit) cannot lose any: two ids at most, created_at only
             async for document in documents.batch_size(len(wanted)).limit(-len(wanted)):
                 found[document["_id"]] = Position(document["created_at"], document["_id"])
         for param, thread_id in cursors.items():  # a bad `after` is reported first
@@ -211,18 +264,33 @@ class MongoThreadStore:
         return plan(query, scope, after, before)
 
     def _walk(
-        self, chosen: Plan, stream: dict[str, Any], count: int
+        self, chosen: Plan, stream: dict[str, Any], count: int, single_batch: bool = True
     ) -> AsyncCursor[dict[str, Any]]:
-        """One stream: an ordered walk of the index its filters match by equality.
-
-        Its ``count`` threads come in a single batch (a negative limit): no server cursor is
-        left open, and FerretDB keeps its PostgreSQL connection in its pool instead of handing
-        it to a cursor and opening a new one (~20 ms) for the next request. ``count`` is at
-        most 101 thread views (no message ids), far below a batch's 16 MB.
-        """
+        """One stream: an ordered walk of the index its filters match by equality, at most
+        ``count`` threads: in a single batch (a negative limit), or read to its end."""
         index = chosen.index(self.descending_indexes).name
         found = self.threads.find(stream, VIEW_PROJECTION).sort(chosen.sort).hint(index)
-        return found.batch_size(count).limit(-count)
+        return found.batch_size(count).limit(-count if single_batch else count)
+
+    async def _stream(self, chosen: Plan, stream: dict[str, Any], count: int) -> list[Any]:
+        """The stream's first ``count`` threads, exactly, whatever they weigh.
+
+        Read in a single batch: no server cursor is left open, and FerretDB keeps its
+        PostgreSQL connection in its pool. Any other read of an index walk is a "persistent"
+        cursor there, which takes the connection out of the pool even when the whole answer
+        fits its first batch, and the next request opens a new one: 16 ms a stream instead of
+        1 (docs/ferretdb.md). But a single batch drops without a word what does not fit in a
+        batch's 16 MB (26 threads of 900 kB came back as 18, ``has_more`` false). A server
+        cuts a batch only when the next document would take it past 16 MB, so a short answer
+        whose documents, plus the heaviest one a thread can have, stay within 16 MB was not
+        cut; only a short and heavy one is read again with a cursor, to its end.
+        """
+        found = await self._walk(chosen, stream, count).to_list()
+        if len(found) < count and found:
+            weight = sum(len(bson.encode(document)) for document in found)
+            if weight + MAX_VIEW_BYTES > BATCH_BYTES:
+                found = await self._walk(chosen, stream, count, single_batch=False).to_list()
+        return found
 
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""

@@ -21,7 +21,8 @@ ORG_1 = Scope(("org_1",))
 
 
 def event(type: str, subject: str, time: str, data: dict[str, object]) -> Event:
-    decoded = decode(None, json.dumps(cloud_event(type, subject, time, data)).encode(), [])
+    value = json.dumps(cloud_event(type, subject, time, data)).encode()
+    decoded = decode(subject.encode(), value, [])
     assert not hasattr(decoded, "reason"), decoded
     return decoded  # type: ignore[return-value]
 
