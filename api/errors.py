@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import secrets
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 from starlette.exceptions import HTTPException
 
 from services.store import CursorNotFound
@@ -44,13 +46,34 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, detail: ErrorDetail, headers: dict[str, str] | None = None
+    status: int, detail: ErrorDetail, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(ErrorBody(error=detail).model_dump(), status_code=status, headers=headers)
 
 
 def invalid(message: str, param: str | None, code: str = "parameter_invalid") -> ApiError:
     return ApiError(400, message, "invalid_request_error", param, code)
+
+
+# what the store raises when it cannot be reached or did not answer in time: retrying later
+# may succeed, so 503. ConnectionFailure covers AutoReconnect, NetworkTimeout,
+# ServerSelectionTimeoutError, NotPrimaryError and WaitQueueTimeoutError (pool exhausted).
+# ExecutionTimeout (code 50) is the same condition seen from the other side: with a client-side
+# time limit (timeoutMS in THREADVIEW_MONGO_URL) the driver raises it for a budget spent
+# before sending or on the server (maxTimeMS), and NetworkTimeout for one spent on the wire;
+# one slow store must not flip between 503 and 500 with where the clock ran out.
+UNAVAILABLE = (ConnectionFailure, ExecutionTimeout)
+
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    """A 500 that names an error id, logged at ERROR with the exception: the caller quotes the
+    id, the operator finds the traceback; nothing of the error itself is shown."""
+    error_id = secrets.token_hex(6)
+    log.error("internal error (id %s): %r", error_id, exc, exc_info=exc)
+    detail = ErrorDetail(
+        message=f"internal error (id {error_id})", type="api_error", code="internal_error"
+    )
+    return error_response(500, detail)
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -60,7 +83,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         "or a cursor naming no thread you can see.",
         401: "Missing, unknown or revoked X-API-Key.",
         403: "organization_id names an organization the key does not belong to.",
-        503: "The store is unreachable; retry later.",
+        500: "An internal or store error other than unavailability; the message names an "
+        "error id, which the API's log gives with the cause.",
+        503: "The store is unreachable or did not answer in time; retry later.",
     }.items()
 }
 
@@ -95,8 +120,10 @@ def install(app: FastAPI) -> None:
         return error_response(403, detail)
 
     @app.exception_handler(PyMongoError)
-    async def store_down(_: Request, exc: PyMongoError) -> JSONResponse:
-        log.warning("store unavailable: %s", exc)
+    async def store_error(_: Request, exc: PyMongoError) -> JSONResponse:
+        if not isinstance(exc, UNAVAILABLE):  # a refused query, a bad document: not transient
+            return internal_error(exc)
+        log.warning("store unavailable: %s: %s", type(exc).__name__, exc)
         detail = ErrorDetail(
             message="the thread store is unavailable; retry later",
             type="api_error",
@@ -112,5 +139,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, ErrorDetail(message="internal error", type="api_error"))
+        return internal_error(exc)

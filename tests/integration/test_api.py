@@ -201,32 +201,6 @@ async def test_one_thread(world: Services, api: httpx.AsyncClient) -> None:
         )
 
 
-async def test_store_unreachable_is_503(settings: Any) -> None:
-    from api.main import create_app
-    from services.bootstrap import bootstrap
-
-    # given: the store is reachable for the key check, then gone
-    services = await bootstrap(settings)
-    _, plaintext = await services.keys.create("service", ["org_a"])
-    app = create_app(settings)
-    app.state.services = services
-    await services.client.close()
-    from pymongo import AsyncMongoClient
-
-    dead: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        "mongodb://127.0.0.1:1", serverSelectionTimeoutMS=300, connectTimeoutMS=300
-    )
-    from services.keys import MongoKeyStore
-    from services.store import MongoThreadStore
-
-    services.store = MongoThreadStore(dead[settings.mongo_database])
-    services.keys = MongoKeyStore(dead[settings.mongo_database])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        response = await c.get("/v1/threads", headers={"X-API-Key": plaintext})
-    error(response, 503, "api_error", None)
-    await dead.close()
-
-
 ORGS = ["org_a", "org_b", "org_c"]
 USERS = ["usr_1", "usr_2", "usr_3"]
 
