@@ -14,7 +14,9 @@ skipped. Per record it checks the mark, produces (idempotent producer, ``acks=al
 the broker's acknowledgement, and only then writes the mark: a mark therefore always means
 "on the topic". A crash between the acknowledgement and the mark leaves that one record
 unmarked, and a rerun sends it again. That is harmless: the projector's fold is idempotent
-(README, "The event contract"), so an event applied twice gives the same document.
+(README, "The event contract"), so an event applied twice gives the same document. A copy the
+projector cut to fit the dead-letter budget (header ``dlq.truncated``) is not the record: it is
+never re-driven, only reported; its original is still at ``dlq.topic:partition:offset``.
 
 Configured by the same THREADVIEW_* variables as the projector and the API.
 """
@@ -65,6 +67,8 @@ Last = Annotated[
 MARKS = "dlq_redriven"
 REDRIVEN_FROM = "threadview.redriven_from"
 DLQ_PREFIX = "dlq."  # the headers the dead-letter path adds (consumers.committer)
+TRUNCATED = "dlq.truncated"  # the parts of the record a copy lacks (consumers.committer)
+SKIPPED_TRUNCATED = "truncated, skipped"
 SHORT_REASON = 60  # characters of a reason a terminal table shows
 FETCH_RECORDS = 500
 
@@ -324,6 +328,7 @@ def show(
         "value": value,
         "value_encoding": encoding,
         "size": len(record.value or b""),
+        "truncated": _header(record, TRUNCATED),  # None: the copy is the whole record
     }
     if as_json:
         _echo_json(shown)
@@ -340,6 +345,11 @@ def show(
     cli.table([("  " + h["name"], h["value"] or "") for h in shown["headers"]] or [("  (none)",)])
     typer.echo(f"value ({encoding}):")
     typer.echo(value or "")
+    if shown["truncated"]:
+        typer.echo(
+            f"(a truncated copy, lacking part of its {shown['truncated']}: the whole record, "
+            f"{_header(record, 'dlq.original_size')} bytes of value, is at {_origin(record)})"
+        )
 
 
 async def _one(settings: Settings, text: str) -> tuple[Topic, Record]:
@@ -367,7 +377,7 @@ class Outcome:
     """What became of one selected dead letter."""
 
     record: Record
-    status: str  # "re-driven", "would re-drive" or "already re-driven"
+    status: str  # "re-driven", "would re-drive", "already re-driven", SKIPPED_TRUNCATED
     target: str | None = None  # topic:partition:offset it was (or had been) sent to
 
 
@@ -391,6 +401,7 @@ def redrive(
         "redriven": counts["re-driven"],
         "would_redrive": counts["would re-drive"],
         "already_redriven": counts["already re-driven"],
+        "truncated": counts[SKIPPED_TRUNCATED],
     }
     if as_json:
         records = [
@@ -400,6 +411,7 @@ def redrive(
                 "status": o.status,
                 "target": o.target,
                 "reason": _reason(o.record),
+                "origin": _origin(o.record),
                 "key": _text(o.record.key),
             }
             for o in outcomes
@@ -429,6 +441,11 @@ def redrive(
         f"selected {len(outcomes)}, {done}, already re-driven (skipped) "
         f"{summary['already_redriven']} ({topic.name} -> {settings.topic})"
     )
+    if summary["truncated"]:
+        typer.echo(
+            f"{summary['truncated']} truncated copies skipped: each lacks part of its record; "
+            "re-publish the original from its ORIGIN (threadview-dlq list) instead"
+        )
 
 
 async def _redrive(
@@ -473,7 +490,9 @@ async def _redrive_one(
     producer: AIOKafkaProducer | None,
     settings: Settings,
 ) -> Outcome:
-    """Skip if marked; else produce, wait for the acknowledgement, then mark."""
+    """Skip if truncated or marked; else produce, wait for the acknowledgement, then mark."""
+    if _header(record, TRUNCATED):
+        return Outcome(record, SKIPPED_TRUNCATED)
     mark_id = topic.mark_id(record)
     marked = await marks.find_one({"_id": mark_id})
     if marked is not None:

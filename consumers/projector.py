@@ -26,6 +26,7 @@ from consumers.metrics import ProjectorMetrics
 from consumers.replay import to_record
 from consumers.topics import ensure_topics
 from services.bootstrap import bootstrap
+from services.decoding import Bounds
 from services.logs import configure as configure_logging
 from services.projection import FOLD_VERSION
 from services.projector import Projector, Record
@@ -82,7 +83,16 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     """The projector, with its HTTP port: /healthz, /readyz and /metrics."""
     settings = settings or get_settings()
     registry = CollectorRegistry()
-    metrics = ProjectorMetrics(registry)
+    running: dict[str, Any] = {}
+    idle = asyncio.Event()
+    idle.set()
+    listener = DrainOnRevoke(idle, timeout=60)
+    metrics = ProjectorMetrics(
+        registry,
+        assigned=lambda: {(tp.topic, tp.partition) for tp in listener.assigned},
+        # Projector.failing_since: when its current run of failing store attempts began
+        failing_since=lambda: getattr(running.get("projector"), "failing_since", None),
+    )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id="threadview-projector",
@@ -90,10 +100,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         log_level=logging.DEBUG,  # its "Received"/"Processed" per batch: our batch line says more
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="threadview-projector")],
     )
-    running: dict[str, Any] = {}
-    idle = asyncio.Event()
-    idle.set()
-    listener = DrainOnRevoke(idle, timeout=60)
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
@@ -101,15 +107,18 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
 
     @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
-        """Ready: the store answers a ping in time, and Kafka gave this instance partitions
-        or it applied a batch in the last minute (one of several instances may hold none)."""
-        problems = []
+        """Ready unless a rule of :func:`readiness_problems` says otherwise."""
         services = running.get("services")
-        if services is None or not await services.ping(settings.ready_timeout_ms):
-            problems.append("store not answering")
-        recent = time.time() - metrics.last_batch_at < 60
-        if not listener.assigned and not recent:
-            problems.append("no partitions assigned and no batch applied in the last minute")
+        answers = services is not None and await services.ping(settings.ready_timeout_ms)
+        problems = readiness_problems(
+            time.time(),
+            store_answers=answers,
+            assigned=bool(listener.assigned),
+            last_batch_at=metrics.last_batch_at,
+            lagging_since=metrics.lagging_since(),
+            failing_since=metrics.failing_since(),
+            stall_seconds=settings.stall_seconds,
+        )
         return readiness(problems)
 
     app = AsgiFastStream(
@@ -140,10 +149,13 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             settings.dlq_topic,
             settings.consumer_group,
             settings.instance_id,
+            dlq_max_bytes=settings.dlq_max_bytes,
         )
         await committer.start()
         running.update(services=services, committer=committer)
-        running["projector"] = Projector(services.written_stores)
+        running["projector"] = Projector(
+            services.written_stores, bounds=Bounds.from_settings(settings)
+        )
         running["lag"] = asyncio.create_task(metrics.watch_lag(settings))
 
     @app.after_shutdown
@@ -179,7 +191,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             outcome = await running["projector"].handle(records)
             written = time.perf_counter()
             await running["committer"].commit(records, outcome.rejected)
-            metrics.batch_done(len(records), outcome, written - started)
+            metrics.batch_done(records, outcome, written - started)
             where = offsets(records)
             log.info(
                 "batch of %d: %d applied, %d of unknown types skipped, %d dead letters; "
@@ -214,6 +226,50 @@ def offsets(records: list[Record]) -> dict[int, tuple[int, int]]:
         first, last = found.get(record.partition, (record.offset, record.offset))
         found[record.partition] = (min(first, record.offset), max(last, record.offset))
     return found
+
+
+def readiness_problems(
+    now: float,
+    *,
+    store_answers: bool,
+    assigned: bool,
+    last_batch_at: float,
+    lagging_since: float | None,
+    failing_since: float | None,
+    stall_seconds: float,
+) -> list[str]:
+    """Why the projector is not ready (none: ready). It is not when the store does not answer
+    a ping; when Kafka gave it no partitions and it applied no batch in the last minute (one of
+    several instances may hold none); when a partition it holds has had records waiting for
+    ``stall_seconds`` and no batch was committed in that time (stalled: whatever the cause,
+    a record, the store or Kafka); or when the store has been failing that long.
+
+    Args:
+        now: the time, in seconds since the epoch, as every other argument.
+        store_answers: the store answered a ping in time.
+        assigned: Kafka gave this instance partitions.
+        last_batch_at: when the last batch was committed (0: never).
+        lagging_since: since when a partition it holds has been measured behind, or None.
+        failing_since: since when the store's attempts have been failing, or None.
+        stall_seconds: how long either may last.
+    """
+    problems = []
+    if not store_answers:
+        problems.append("store not answering")
+    if not assigned and now - last_batch_at >= 60:
+        problems.append("no partitions assigned and no batch applied in the last minute")
+    if lagging_since is not None:
+        stalled = now - max(lagging_since, last_batch_at)
+        if stalled >= stall_seconds:
+            problems.append(
+                f"stalled: records waiting and no batch committed for {stalled:.0f} s "
+                f"(limit {stall_seconds:g} s)"
+            )
+    if failing_since is not None and now - failing_since >= stall_seconds:
+        problems.append(
+            f"store writes failing for {now - failing_since:.0f} s (limit {stall_seconds:g} s)"
+        )
+    return problems
 
 
 def readiness(problems: list[str]) -> AsgiResponse:

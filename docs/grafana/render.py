@@ -1086,7 +1086,9 @@ def simulated_scrapes(ticks: int = 46, interval: float = 2.0) -> list[Scrape]:
     store = Histogram("threadview_store_write_seconds", "", registry=proj)
     retries = PCounter("threadview_store_retries", "", ["cause"], registry=proj)
     lag = Gauge("threadview_consumer_lag_records", "", ["topic", "partition"], registry=proj)
-    fresh = Gauge("threadview_projection_freshness_seconds", "", registry=proj)
+    fresh = Gauge(
+        "threadview_projection_freshness_seconds", "", ["topic", "partition"], registry=proj
+    )
     last = Gauge("threadview_last_batch_timestamp_seconds", "", registry=proj)
     fs_recv = PCounter("faststream_received_messages", "", fs, registry=proj)
     fs_done = PCounter("faststream_received_processed_messages", "", [*fs, "status"], registry=proj)
@@ -1121,7 +1123,8 @@ def simulated_scrapes(ticks: int = 46, interval: float = 2.0) -> list[Scrape]:
         retries.labels("conflict").inc(1 if i % 3 == 0 else 0)
         for p in range(6):
             lag.labels("threads.events", str(p)).set(10 * p + (i % 4))
-        fresh.set(0.8 + (i % 5) * 0.1)
+        for p in range(6):  # partition 5 the worst; at 0.8 s on the last scrape
+            fresh.labels("threads.events", str(p)).set((0.8 + (i % 5) * 0.1) * (p + 1) / 6)
         last.set(t - 0.1)
         for _ in range(9):
             requests.labels("/v1/threads", "GET", "2xx").inc()
@@ -1140,9 +1143,14 @@ def self_check(dashboard: dict[str, Any], out: Path) -> None:
     window = 10.0
 
     def last(title: str, ref: str = "A", name: str | None = None) -> float:
-        panel = next(p for p in dashboard["panels"] if p["title"] == title)
-        target = next(t for t in panel["targets"] if t["refId"] == ref)
-        series = evaluate_target(target, scrapes, window)
+        series = [  # two panels may share a title (a stat and its timeseries)
+            s
+            for panel in dashboard["panels"]
+            if panel["title"] == title
+            for target in panel["targets"]
+            if target["refId"] == ref
+            for s in evaluate_target(target, scrapes, window)
+        ]
         chosen = [s for s in series if name is None or s.name == name]
         assert chosen, (title, ref, name, [s.name for s in series])
         return chosen[0].values[-1]
@@ -1154,6 +1162,7 @@ def self_check(dashboard: dict[str, Any], out: Path) -> None:
         ("Total consumer lag", "A", None): (150 + 6 * (45 % 4), 1e-9),
         ("Consumer lag per partition", "A", "threads.events p5"): (50 + 45 % 4, 1e-9),
         ("Projection freshness", "A", "freshness"): (0.8, 1e-9),
+        ("Projection freshness", "A", "threads.events p5"): (0.8, 1e-9),
         ("Time since last batch", "A", None): (0.1, 1e-6),
         # 60 records, all in (50, 100]: p50 = 50 + 50 * 0.5 = 75, p95 = 97.5
         ("Batch size p50 / p95 (records)", "A", "p50"): (75, 1e-9),
