@@ -100,7 +100,7 @@ async def test_produced_events_appear_in_the_api(
     dead = await read_all(settings.kafka_bootstrap_servers, settings.dlq_topic, expect=1)
     assert [(r.key, r.value) for r in dead] == [(poison[0], poison[1])]
     headers = dict(dead[0].headers)
-    assert headers["dlq.reason"].startswith(b"not valid JSON")
+    assert headers["dlq.reason"].startswith(b"not_json: not valid JSON")
     assert headers["dlq.topic"] == settings.topic.encode()
 
     # and a normal run logs no warning or error (issue: operators alert on them)
