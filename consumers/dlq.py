@@ -66,8 +66,8 @@ Last = Annotated[
 
 MARKS = "dlq_redriven"
 REDRIVEN_FROM = "threadview.redriven_from"
-DLQ_PREFIX = "dlq."  # the headers the dead-letter path adds (consumers.committer)
-TRUNCATED = "dlq.truncated"  # the parts of the record a copy lacks (consumers.committer)
+DLQ_PREFIX = "dlq."  # the headers the dead-letter path adds (consumers.dead_letters)
+TRUNCATED = "dlq.truncated"  # the parts of the record a copy lacks (consumers.dead_letters)
 SKIPPED_TRUNCATED = "truncated, skipped"
 SHORT_REASON = 60  # characters of a reason a terminal table shows
 FETCH_RECORDS = 500

@@ -126,7 +126,11 @@ class ProjectorMetrics:
         self.store_failing.set_function(self._store_failing)
         registry.register(_Freshness(self))
         for cause in ("conflict", "unavailable", "failed"):
-            self.retries.labels(cause)  # present at 0 from the start
+            self.retries.labels(cause)  # present at 0 from the start; see retried
+
+    def retried(self, cause: str) -> None:
+        """A store write tried again (services.projector's on_retry), counted as it happens."""
+        self.retries.labels(cause).inc()
 
     def _store_failing(self) -> float:
         since = self.failing_since()
@@ -141,8 +145,6 @@ class ProjectorMetrics:
             self.skipped.labels(self.types(kind)).inc(count)
         for _, rejection in outcome.rejected:
             self.dead_lettered.labels(rejection.code).inc()
-        for cause, count in outcome.retries.items():
-            self.retries.labels(cause).inc(count)
         for record in records:
             where = (record.topic, record.partition)
             if record.offset + 1 > self.newest.get(where, (0, 0))[0]:

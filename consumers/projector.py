@@ -154,7 +154,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await committer.start()
         running.update(services=services, committer=committer)
         running["projector"] = Projector(
-            services.written_stores, bounds=Bounds.from_settings(settings)
+            services.written_stores,
+            bounds=Bounds.from_settings(settings),
+            on_retry=metrics.retried,
         )
         running["lag"] = asyncio.create_task(metrics.watch_lag(settings))
 

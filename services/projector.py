@@ -102,14 +102,21 @@ class Projector:
             ask after its records were fetched).
         max_backoff: the longest pause between retries while the store is unreachable.
         bounds: what a record may be (services.decoding).
+        on_retry: told each retry's cause as it happens (metrics: a stalled batch never ends,
+            so its retries cannot wait for its outcome to be counted).
     """
 
     def __init__(
-        self, targets: Targets, max_backoff: float = 10.0, bounds: Bounds = DEFAULT_BOUNDS
+        self,
+        targets: Targets,
+        max_backoff: float = 10.0,
+        bounds: Bounds = DEFAULT_BOUNDS,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.targets = targets
         self.max_backoff = max_backoff
         self.bounds = bounds
+        self.on_retry = on_retry
         # time.time() when the current run of failing store attempts began (readiness)
         self.failing_since: float | None = None
 
@@ -150,7 +157,7 @@ class Projector:
                     *(self._write(store, pending, i == 0) for i, store in enumerate(stores))
                 )
             except Exception as exc:  # noqa: BLE001 - the batch waits; it is never skipped
-                retries["unavailable"] += 1
+                self._retry("unavailable", retries)
                 self._failing()
                 level = logging.WARNING if transient(exc) else logging.ERROR
                 log.log(level, "store unavailable, retrying in %.1fs: %r", delay, exc)
@@ -161,7 +168,7 @@ class Projector:
                 creates.update(passes[0].creates)
             failed = {t: why for p in passes for t, why in p.failed.items()}
             if failed and await self._outage(stores, passes, failed):
-                retries["failed"] += 1
+                self._retry("failed", retries)
                 self._failing()
                 log.error(
                     "the store refused %d of the batch's threads (%s): an outage or a bug, not "
@@ -188,12 +195,17 @@ class Projector:
             conflicted = set().union(*(p.conflicted for p in passes)) - set(failed)
             pending = {t: pending[t] for t in conflicted}
             if conflicted:
-                retries["conflict"] += 1
+                self._retry("conflict", retries)
                 conflicts += 1
                 log.info("write conflict on %d threads, reloading them", len(conflicted))
                 await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * 2**conflicts)))
         self.failing_since = None
         return dead + [rejection for refused in creates.values() for rejection in refused]
+
+    def _retry(self, cause: str, retries: Counter[str]) -> None:
+        retries[cause] += 1
+        if self.on_retry is not None:
+            self.on_retry(cause)
 
     def _failing(self) -> None:
         if self.failing_since is None:

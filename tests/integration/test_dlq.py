@@ -15,7 +15,7 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumers.committer import dead_letter_headers
+from consumers.dead_letters import dead_letter_headers
 from consumers.dlq import MARKS, REDRIVEN_FROM, render_value
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics, reader, topic_offsets

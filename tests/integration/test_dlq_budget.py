@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from consumers.committer import Copy, TransactionalCommitter, dead_letter_headers
+from consumers.committer import TransactionalCommitter
+from consumers.dead_letters import Copy, dead_letter_headers
 from consumers.replay import to_record
 from consumers.topics import committed_offsets, ensure_topics
 from services.bootstrap import Services

@@ -8,20 +8,16 @@ import json
 import time
 from typing import Any
 
-import bson
 import pytest
 
 from consumers.sample import cloud_event
 from services.bootstrap import Services
-from services.documents import to_document
-from services.projection import ThreadState, fold
 from services.projector import Projector, Record, only
-from tests.unit.strategies import to_event
+from tests.heavy import nearly_full
 
 pytestmark = pytest.mark.integration
 
 NOW_MS = int(time.time() * 1000)
-LIMIT = 16 * 1024 * 1024  # the server's largest document
 
 
 def event(kind: str, thread: str, at: str, data: dict[str, Any], id: str) -> dict[str, Any]:
@@ -133,23 +129,6 @@ async def test_a_create_met_again_in_a_later_batch_is_judged_against_the_stored_
     assert [(r.offset, why.code) for r, why in outcome.rejected] == [(10, "create_conflict")]
     view = await view_of(services, "thrd_c")
     assert view and view["organization_id"] == "org_1" and view["rev"] == 1  # nothing written
-
-
-def nearly_full(thread: str) -> ThreadState:
-    """A thread whose document is just below the server's limit: one more message id and no
-    write of it can succeed any more (what a very long thread reached before issue 17)."""
-    state = fold(None, [to_event(created(thread, f"{thread}_c"))])
-    size = len(bson.encode({**to_document(state, 1), "wid": "w" * 32}))
-    state.message_ids = {f"{'m' * 100}{i:010d}" for i in range((LIMIT - size) // 130)}
-    size = len(bson.encode({**to_document(state, 1), "wid": "w" * 32}))
-    i = len(state.message_ids)
-    while size < LIMIT - 300:  # top it up to within 300 bytes of the limit, in few rounds
-        for _ in range(max(1, (LIMIT - 300 - size) // 140)):
-            state.message_ids.add(f"{'n' * 100}{i:010d}")
-            i += 1
-        size = len(bson.encode({**to_document(state, 1), "wid": "w" * 32}))
-    assert LIMIT - 300 <= size < LIMIT
-    return state
 
 
 async def test_a_thread_the_store_refuses_is_dead_lettered_and_the_rest_commits(

@@ -9,7 +9,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from consumers.committer import REASON_CHARS, Copy, dead_letter, dead_letter_headers
+from consumers.dead_letters import REASON_CHARS, Copy, dead_letter, dead_letter_headers
 from services.projector import Record
 
 KiB = 1024

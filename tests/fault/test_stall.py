@@ -1,0 +1,72 @@
+"""A projector that cannot make progress says so: the store refuses most of a batch (two
+threads over 16 MB), the batch stalls instead of dead-lettering them, nothing is committed,
+and /readyz turns 503 once that has lasted THREADVIEW_STALL_SECONDS (issue 15)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from consumers.sample import cloud_event
+from services.bootstrap import Services
+from services.settings import Settings
+from tests.heavy import nearly_full
+from tests.kafka import create_topic, lag, produce, structured
+
+pytestmark = pytest.mark.fault
+
+
+async def test_a_stalled_batch_makes_the_projector_unready_and_commits_nothing(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    # given: two threads the store cannot take one more message of, and a batch for both
+    for thread in ("thrd_big1", "thrd_big2"):
+        await services.store.save([(nearly_full(thread), None)])
+    await create_topic(settings.kafka_bootstrap_servers, settings.topic, 1)
+    records = [
+        structured(
+            cloud_event(
+                "thread.message_added",
+                thread,
+                "2025-11-17T10:05:00Z",
+                {"message_id": letter * 128},
+                id=f"{thread}_{letter}",
+            )
+        )
+        for letter in "xyz"
+        for thread in ("thrd_big1", "thrd_big2")
+    ]
+    await produce(settings.kafka_bootstrap_servers, settings.topic, records)
+    settings = settings.model_copy(update={"stall_seconds": 3.0, "lag_interval_seconds": 1.0})
+
+    # when: the projector works on it
+    projector = run_process("consumers.projector", settings)
+    url = f"http://127.0.0.1:{settings.projector_port}"
+    problems: list[str] = []
+    deadline = time.monotonic() + 60
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline and not problems:
+            assert projector.popen.poll() is None, projector.output()[-3000:]
+            try:
+                answer = await client.get(f"{url}/readyz")
+                if answer.status_code == 503:  # (also while it joins the group: not yet)
+                    found = answer.json()["problems"]
+                    problems = found if any("failing" in p for p in found) else []
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.5)
+        metrics = (await client.get(f"{url}/metrics")).text
+
+    # then: it says why, commits nothing and dead-letters nothing
+    assert any(p.startswith("store writes failing for") for p in problems), (
+        problems,
+        projector.output()[-3000:],
+    )
+    assert 'threadview_store_retries_total{cause="failed"} 0.0' not in metrics
+    assert "an outage or a bug, not bad data" in projector.output()
+    assert await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group) == 6
+    assert 'threadview_events_dead_lettered_total{reason="write_failed"}' not in metrics
