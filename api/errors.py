@@ -11,10 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException
 
-from services.store import CursorNotFound
+from services.store import CursorNotFound, transient
 from services.threads import Forbidden
 
 log = logging.getLogger("threadview.api")
@@ -53,16 +53,6 @@ def error_response(
 
 def invalid(message: str, param: str | None, code: str = "parameter_invalid") -> ApiError:
     return ApiError(400, message, "invalid_request_error", param, code)
-
-
-# what the store raises when it cannot be reached or did not answer in time: retrying later
-# may succeed, so 503. ConnectionFailure covers AutoReconnect, NetworkTimeout,
-# ServerSelectionTimeoutError, NotPrimaryError and WaitQueueTimeoutError (pool exhausted).
-# ExecutionTimeout (code 50) is the same condition seen from the other side: with a client-side
-# time limit (timeoutMS in THREADVIEW_MONGO_URL) the driver raises it for a budget spent
-# before sending or on the server (maxTimeMS), and NetworkTimeout for one spent on the wire;
-# one slow store must not flip between 503 and 500 with where the clock ran out.
-UNAVAILABLE = (ConnectionFailure, ExecutionTimeout)
 
 
 def internal_error(exc: BaseException) -> JSONResponse:
@@ -121,7 +111,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PyMongoError)
     async def store_error(_: Request, exc: PyMongoError) -> JSONResponse:
-        if not isinstance(exc, UNAVAILABLE):  # a refused query, a bad document: not transient
+        # 503 only for what may pass by itself (services.store.transient, the projector's
+        # rule too: connection, selection, time limits, elections); a refused query is a 500
+        if not transient(exc):
             return internal_error(exc)
         log.warning("store unavailable: %s: %s", type(exc).__name__, exc)
         detail = ErrorDetail(

@@ -16,6 +16,7 @@ from services.projector import Record
 Headers = list[tuple[str, bytes]]
 
 DEFAULT_BUDGET = 512 * 1024  # settings.dlq_max_bytes
+TRUNCATED = "dlq.truncated"  # on a cut copy: the parts of the record it lacks
 REASON_CHARS = 2000  # a reason is for people; one that quotes a huge field is cut
 # What the copy's size counts beyond its bytes, at most: the batch header (61) and a record's
 # own overhead (21) that aiokafka's size estimate adds, the header count, and each field's
@@ -90,7 +91,7 @@ def dead_letter(record: Record, reason: str, budget: int = DEFAULT_BUDGET) -> Co
         ("dlq.original_size", str(len(value)).encode()),
         ("dlq.original_sha256", hashlib.sha256(value).hexdigest().encode()),
     ]
-    longest_mark = _header("dlq.truncated", b"key,headers,value")
+    longest_mark = _header(TRUNCATED, b"key,headers,value")
     room = budget - Copy(None, None, [*own, *marks]).size - longest_mark
     room += 2 * FIELD_OVERHEAD  # counted in Copy.size above, and again in each part's share
     key_room, header_room = _shares(
@@ -109,7 +110,7 @@ def dead_letter(record: Record, reason: str, budget: int = DEFAULT_BUDGET) -> Co
         )
         if was_cut
     ]
-    truncated = ("dlq.truncated", ",".join(cut).encode())
+    truncated = (TRUNCATED, ",".join(cut).encode())
     return Copy(key, cut_value, [*kept, *own, truncated, *marks])
 
 

@@ -39,6 +39,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from consumers import cli
+from consumers.dead_letters import TRUNCATED
 from consumers.replay import read_range, to_record
 from consumers.topics import Offsets, partitions_of, reader, topic_offsets
 from services.bootstrap import connect
@@ -67,7 +68,6 @@ Last = Annotated[
 MARKS = "dlq_redriven"
 REDRIVEN_FROM = "threadview.redriven_from"
 DLQ_PREFIX = "dlq."  # the headers the dead-letter path adds (consumers.dead_letters)
-TRUNCATED = "dlq.truncated"  # the parts of the record a copy lacks (consumers.dead_letters)
 SKIPPED_TRUNCATED = "truncated, skipped"
 SHORT_REASON = 60  # characters of a reason a terminal table shows
 FETCH_RECORDS = 500

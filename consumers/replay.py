@@ -154,9 +154,9 @@ async def load_partition(
     consumer = reader(settings, **FETCH)
     await consumer.start()
     try:
-        tp = TopicPartition(settings.topic, partition)
+        tp, bounds = TopicPartition(settings.topic, partition), Bounds.from_settings(settings)
         async for records in read_range(consumer, tp, start, stop, max_records=10_000):
-            fold_records(states, records, as_of, tally, Bounds.from_settings(settings))
+            fold_records(states, records, as_of, tally, bounds)
             if _progress is not None:
                 _progress.put((partition, len(records)))
     finally:

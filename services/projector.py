@@ -20,7 +20,11 @@ What can go wrong, and what each gets (the README's "The projector" says it for 
 
 Every path ends with the batch durable in the store (or its records dead-lettered), so the
 caller commits its offsets; none of them raises out of :meth:`Projector.handle` but
-cancellation.
+cancellation. A kill -9 at any step (between the bulk write and the token read-back, in the
+middle of the one-by-one writes, before the commit) leaves the offsets uncommitted: the batch
+comes again, every thread is refolded from what the store holds, threads already written fold
+to no change, and a refused thread is refused again, so the next owner ends where this one
+would have.
 """
 
 from __future__ import annotations
@@ -157,19 +161,14 @@ class Projector:
                     *(self._write(store, pending, i == 0) for i, store in enumerate(stores))
                 )
             except Exception as exc:  # noqa: BLE001 - the batch waits; it is never skipped
-                self._retry("unavailable", retries)
-                self._failing()
                 level = logging.WARNING if transient(exc) else logging.ERROR
                 log.log(level, "store unavailable, retrying in %.1fs: %r", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                delay = await self._back_off("unavailable", delay, retries)
                 continue
             if passes:
                 creates.update(passes[0].creates)
             failed = {t: why for p in passes for t, why in p.failed.items()}
             if failed and await self._outage(stores, passes, failed):
-                self._retry("failed", retries)
-                self._failing()
                 log.error(
                     "the store refused %d of the batch's threads (%s): an outage or a bug, not "
                     "bad data; retrying in %.1fs",
@@ -177,8 +176,7 @@ class Projector:
                     next(iter(failed.values())),
                     delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
+                delay = await self._back_off("failed", delay, retries)
                 continue
             for thread_id, why in failed.items():
                 log.error(
@@ -207,9 +205,13 @@ class Projector:
         if self.on_retry is not None:
             self.on_retry(cause)
 
-    def _failing(self) -> None:
+    async def _back_off(self, cause: str, delay: float, retries: Counter[str]) -> float:
+        """Count a failed attempt of the batch, wait ``delay``; the next delay, doubled."""
+        self._retry(cause, retries)
         if self.failing_since is None:
             self.failing_since = time.time()
+        await asyncio.sleep(delay)
+        return min(delay * 2, self.max_backoff)
 
     @staticmethod
     async def _outage(
