@@ -65,6 +65,10 @@ class View:
     end: dict[int, int] = field(default_factory=dict)
     reached: dict[int, int] = field(default_factory=dict)
     done: list[int] = field(default_factory=list)  # partitions loaded in full
+    # per partition, how far a rebuild's flushes have merged it into the view and what it
+    # counted up to there: {"offset": next offset to read, "counts": Tally}; a resumed rebuild
+    # reads each partition on from its checkpoint
+    checkpoint: dict[int, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -93,7 +97,7 @@ class View:
         return cls(name=document["_id"], **values)
 
 
-OFFSETS = ("begin", "end", "reached")
+OFFSETS = ("begin", "end", "reached", "checkpoint")  # keyed by partition
 
 
 def _stored(name: str, value: Any) -> Any:
