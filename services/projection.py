@@ -17,6 +17,15 @@ that does not is a redelivery. Because the creation is a minimum over a total or
 losing create contributes nothing (not even to ``updated_at``), the rule is as order-free as
 the others: the live projector, which meets creates in arrival order, and a rebuild, which
 meets them partition by partition, fold the same records to the same state.
+
+Because every rule is such a join, two states folded from any two sets of a thread's events
+join into the state of their union: :func:`merge`. A rebuild folds each partition (and each
+memory-bounded chunk of one) apart and merges what it folded into what is stored, so a thread
+whose records sit on several partitions comes out as the live projector folds it.
+
+Ties: two writes with the same stamp (a producer reusing an event id and a time for different
+content) are decided by their values, and two creations at the same place by their content,
+never by which came first, so that even then the state depends on the set of events alone.
 """
 
 from __future__ import annotations
@@ -133,7 +142,11 @@ def create_conflict(current: Creation | None, event: ThreadCreated) -> str | Non
 
 
 def first_creation(current: Creation | None, new: Creation) -> Creation:
-    return new if current is None or new.order < current.order else current
+    if current is None or new.order < current.order:
+        return new
+    if new.order == current.order and _rank(new.content) < _rank(current.content):
+        return new  # the same place in the log (no positions) and different content
+    return current
 
 
 @dataclass
@@ -218,11 +231,64 @@ def current(state: ThreadState, name: str) -> Register[Any] | None:
 
 
 def _lww(current: Register[T] | None, value: T, stamp: Stamp) -> Register[T]:
-    return Register(value, stamp) if current is None or stamp > current.stamp else current
+    return _later(current, Register(value, stamp)) or Register(value, stamp)
+
+
+def _later(a: Register[T] | None, b: Register[T] | None) -> Register[T] | None:
+    """The register that wins: the later stamp; on a tie, the greater value (see the tie rule)."""
+    if a is None or b is None:
+        return b if a is None else a
+    if a.stamp != b.stamp:
+        return b if b.stamp > a.stamp else a
+    return b if _rank(b.value) > _rank(a.value) else a
+
+
+def _rank(value: Any) -> str:
+    """A total order over any register value or creation content, for ties only."""
+    return repr(sorted(value.items()) if isinstance(value, dict) else value)
 
 
 def _latest(current: datetime | None, time: datetime) -> datetime:
     return time if current is None or time > current else current
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    return a if b is None else _latest(a, b)
+
+
+REGISTER_FIELDS = (*UPDATABLE, "pinned", "deleted", "last_model")
+
+
+def merge(a: ThreadState | None, b: ThreadState | None) -> ThreadState:
+    """The state of the union of the events ``a`` and ``b`` were folded from.
+
+    A join: commutative, associative and idempotent, and ``merge(fold(None, A), fold(None, B))
+    == fold(None, A + B)`` for any two sets of events A and B of one thread (the properties in
+    tests/unit/test_projection.py hold it to that). The result shares nothing mutable with
+    its arguments.
+
+    Raises:
+        ValueError: both are None, or they are states of two threads.
+    """
+    if a is None or b is None:
+        one = b if a is None else a
+        if one is None:
+            raise ValueError("nothing to merge: two missing states")
+        return replace(one, message_ids=set(one.message_ids))
+    if a.id != b.id:
+        raise ValueError(f"cannot merge thread {a.id} with thread {b.id}")
+    registers = {name: _later(getattr(a, name), getattr(b, name)) for name in REGISTER_FIELDS}
+    creation = b.creation if a.creation is None else a.creation
+    if a.creation is not None and b.creation is not None:
+        creation = first_creation(a.creation, b.creation)
+    return ThreadState(
+        id=a.id,
+        creation=creation,
+        message_ids=a.message_ids | b.message_ids,
+        last_message_at=_max(a.last_message_at, b.last_message_at),
+        updated_at=_max(a.updated_at, b.updated_at),
+        **registers,
+    )
 
 
 def view(state: ThreadState) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from services.projection import (
     first_creation,
     fold,
     log_order,
+    merge,
     view,
 )
 from tests.unit.reference import expected_view
@@ -28,10 +29,12 @@ from tests.unit.strategies import (
     QUICK,
     TIMES,
     created_data,
+    message_data,
     mixed_logs,
     positioned,
     thread_logs,
     to_event,
+    updated_data,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -178,6 +181,80 @@ def test_folding_in_many_batches_equals_folding_at_once(data: st.DataObject) -> 
         if start < end or state is not None:
             state = fold(state, events[start:end])
     assert state == fold(None, events)
+
+
+@st.composite
+def folded_parts(draw: st.DrawFn, parts: int) -> tuple[list[Event], list[list[Event]]]:
+    """A thread's events and ``parts`` overlapping subsets of them (some may be empty), as a
+    rebuild meets them: on several partitions, in memory-bounded chunks, some twice."""
+    events = draw(thread_logs(min_size=1, max_size=20))
+    chosen = [draw(st.lists(st.sampled_from(events), max_size=len(events))) for _ in range(parts)]
+    missed = [e for e in events if not any(e in part for part in chosen)]
+    chosen[draw(st.integers(0, parts - 1))] += missed  # together they hold every event
+    return events, chosen
+
+
+def folded(events: list[Event]) -> ThreadState | None:
+    return fold(None, events) if events else None
+
+
+@PROPERTY
+@given(folded_parts(2))
+def test_merge_of_two_folds_is_the_fold_of_the_union(found: Any) -> None:
+    events, (a, b) = found
+    assert merge(folded(a), folded(b)) == fold(None, events)
+
+
+@PROPERTY
+@given(folded_parts(4))
+def test_merging_many_parts_in_any_grouping_is_the_fold_of_the_union(found: Any) -> None:
+    events, parts = found
+    states = [folded(part) for part in parts]
+    left = None
+    for state in states:
+        left = merge(left, state) if left is not None or state is not None else None
+    assert left == fold(None, events)
+    present = [s for s in states if s is not None]
+    a, b, c = (present + present[:1] * 3)[:3]
+    assert merge(a, b) == merge(b, a)  # commutative
+    assert merge(merge(a, b), c) == merge(a, merge(b, c))  # associative
+    assert merge(a, a) == a  # idempotent
+    assert view(merge(a, b)) == view(merge(b, a))
+
+
+@QUICK
+@given(folded_parts(2))
+def test_merge_shares_nothing_with_its_arguments(found: Any) -> None:
+    _, (a, b) = found
+    a, b = folded(a) or folded(b), folded(b) or folded(a)
+    before = copy.deepcopy((a, b))
+    merged = merge(a, b)
+    merged.message_ids.add("msg_new")
+    assert (a, b) == before
+
+
+def test_merge_refuses_two_threads_and_nothing() -> None:
+    a = fold(None, [to_event(cloud_event("thread.pinned", "thrd_a", TIMES[0], {}, id="e1"))])
+    b = fold(None, [to_event(cloud_event("thread.pinned", "thrd_b", TIMES[0], {}, id="e2"))])
+    with pytest.raises(ValueError, match="thrd_a with thread thrd_b"):
+        merge(a, b)
+    with pytest.raises(ValueError, match="nothing to merge"):
+        merge(None, None)
+
+
+@PROPERTY
+@given(st.data())
+def test_an_event_id_reused_with_other_content_gives_one_state_in_any_order(
+    data: st.DataObject,
+) -> None:
+    # a producer reusing an event id and a time: the tie is decided by value, not arrival
+    kind = data.draw(st.sampled_from(("thread.updated", "thread.created", "thread.message_added")))
+    make = {"thread.updated": updated_data, "thread.created": created_data}.get(kind, message_data)
+    contents = data.draw(st.lists(make(), min_size=2, max_size=4))
+    events = [to_event(cloud_event(kind, "thrd_a", TIMES[0], c, id="evt_same")) for c in contents]
+    order = data.draw(st.permutations(events))
+    assert fold(None, order) == fold(None, events)
+    assert merge(fold(None, order[:1]), fold(None, order[1:])) == fold(None, events)
 
 
 @QUICK
