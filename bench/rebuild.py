@@ -2,6 +2,7 @@
 same log and beside the store's own bulk-load rate of the rebuilt documents.
 
     python -m bench.rebuild [--threads 100000] [--events 1000000] [--cap 60] [--rounds 1]
+                            [--against GIT-REF]
 
 The log (bench/rebuild_log.py: ``threads`` threads, exactly ``events`` events, deterministic)
 is the topic ``bench.rebuild.<threads>.<events>.v<VERSION>`` (6 partitions), produced once and
@@ -21,6 +22,11 @@ bench.rebuild_log --delete`` deletes these topics. Each round, each in a fresh d
    its indexes created (``MongoThreadStore.ensure_indexes``): documents/s, and events/s
    equivalents = log records / insert seconds, and / (insert + index) seconds.
 
+With ``--against REF`` each round also runs (c): the rebuild of another release (a git ref,
+checked out in a temporary worktree, run with this venv) on the same log in its own database,
+measured as 1., for the cost of a change side by side (e.g. the memory budget against the
+release that folded whole partitions in memory).
+
 With ``--rounds`` > 1 the rebuild and (a) alternate in order, and each figure is the median
 (min-max), ratios taken within a round. Goals printed beside the figures, never asserted:
 rebuild >= 20,000 events/s; >= 10x (a); (b) with indexes / rebuild <= 3; peak RSS <= 1 GiB.
@@ -33,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,13 +66,16 @@ GOAL_RATE, GOAL_LIVE, GOAL_RAW, GOAL_RSS = 20_000, 10.0, 3.0, 1024.0  # RSS in M
 Figures = dict[str, float]
 
 
-async def rebuild(settings: Settings, name: str, log: Path) -> tuple[Figures, dict[str, Any]]:
-    """Runs the rebuild CLI to its exit; its figures and its last (``done``) line."""
+async def rebuild(
+    settings: Settings, name: str, log: Path, tree: Path = ROOT
+) -> tuple[Figures, dict[str, Any]]:
+    """Runs the rebuild CLI (of the checkout ``tree``) to its exit; its figures and its last
+    (``done``) line."""
     command = [sys.executable, "-m", "consumers.rebuild", "run", "--name", name, "--json"]
     with log.open("wb") as errors:
         started = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
-            *command, env=settings_env(settings), cwd=ROOT, stdout=PIPE, stderr=errors
+            *command, env=settings_env(settings), cwd=tree, stdout=PIPE, stderr=errors
         )
         lines: list[bytes] = []
         reader = asyncio.create_task(_read(process.stdout, lines, started))
@@ -119,8 +129,21 @@ async def raw_load(source: Any, client: AsyncMongoClient[Any], database: str, de
 async def one_round(r: int, base: Settings, client: Any, progress: Progress, args: Any) -> Figures:
     figures: Figures = {}
     db = f"{base.mongo_database}_{r}"
-    for step in ("rebuild", "live") if r % 2 == 0 else ("live", "rebuild"):
-        if step == "rebuild":
+    steps = ["rebuild", "live"] + (["previous"] if args.tree else [])
+    for step in steps if r % 2 == 0 else steps[::-1]:
+        if step == "previous":
+            settings = base.model_copy(update={"mongo_database": f"{db}_previous"})
+            log = args.logs / f"{db}_previous.err"
+            found, done = await rebuild(settings, f"prev{r}{args.run_id}", log, args.tree)
+            figures |= {"previous": found["rebuild"], "previous_rss": found["rss"]}
+            print(
+                f"  (c) {args.against} {found['rebuild']:>9,.0f} events/s: {done['records']:,} "
+                f"records in {found['wall']:.1f}s wall, phases {done['seconds']}, peak RSS "
+                f"{found['rss']:.0f} MiB",
+                flush=True,
+            )
+            await drop(client, f"{db}_previous")
+        elif step == "rebuild":
             settings = base.model_copy(update={"mongo_database": db})
             found, done = await rebuild(settings, f"bench{r}{args.run_id}", args.logs / f"{db}.err")
             figures |= found
@@ -155,6 +178,8 @@ async def one_round(r: int, base: Settings, client: Any, progress: Progress, arg
     figures |= {"raw_indexed": records / (insert + index), "index": index}
     figures |= {"vs_live": ratio(rate, figures["live"]), "raw_ratio_insert": figures["raw"] / rate}
     figures["raw_ratio"] = figures["raw_indexed"] / rate
+    if args.tree:
+        figures["vs_previous"] = ratio(rate, figures["previous"])
     print(
         f"  raw load {figures['raw_indexed']:>9,.0f} events/s: {documents:,} documents inserted "
         f"in {insert:.1f}s ({figures['docs']:,.0f}/s), {count} indexes in {index:.1f}s "
@@ -179,6 +204,8 @@ ROWS = (  # label, the figures shown (median of each), digits
     ("(b) events/s: insert + indexes; insert only", "raw_indexed raw", 0),
     ("(b) / rebuild: with indexes; insert only", "raw_ratio raw_ratio_insert", 2),
     ("rebuild peak RSS (process tree), MiB", "rss", 0),
+    ("(c) the other release, events/s; its peak RSS, MiB", "previous previous_rss", 0),
+    ("rebuild / (c)", "vs_previous", 2),
     ("rebuild seconds: wall; fold; indexes; total", "wall fold indexes total", 1),
     ("(b) seconds: insert; indexes", "insert index", 1),
 )
@@ -194,6 +221,8 @@ def report(rounds: list[Figures]) -> None:
     print(f"\nmedian of {len(rounds)} round(s), (min-max) when several; {machine()}\n")
     print("| figure | value | goal | holds |\n|---|---|---|---|")
     for label, keys, digits in ROWS:
+        if any(key not in rounds[0] for key in keys.split()):
+            continue  # (c) not run
         texts = []
         for key in keys.split():
             values = [r[key] for r in rounds]
@@ -206,11 +235,17 @@ def report(rounds: list[Figures]) -> None:
 
 
 async def suite(
-    kafka: str, mongo_url: str, threads: int, events: int, rounds: int, cap: float
+    kafka: str,
+    mongo_url: str,
+    threads: int,
+    events: int,
+    rounds: int,
+    cap: float,
+    against: str | None = None,
 ) -> tuple[list[Figures], dict[str, Any]]:
     """Publishes the log unless it is there, then ``rounds`` rounds; their figures, and what
     was run."""
-    args = argparse.Namespace(threads=threads, events=events, cap=cap)
+    args = argparse.Namespace(threads=threads, events=events, cap=cap, against=against)
     args.messages = sum(messages for messages, _, _ in plan(threads, events))
     args.logs = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     args.run_id = run_id = uuid4().hex[:8]
@@ -227,6 +262,7 @@ async def suite(
     client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
     progress = Progress(kafka, topic)
     await progress.start()
+    args.tree = worktree(against, args.logs) if against else None
     try:
         backend = await backend_of(mongo_url)
         args.desc = backend.startswith("FerretDB")  # as bootstrap decides
@@ -247,6 +283,19 @@ async def suite(
         await client.close()
         await progress.stop()
         await delete(kafka, base.dlq_topic)
+        if args.tree:
+            worktree_removed(args.tree)
+
+
+def worktree(ref: str, under: Path) -> Path:
+    """A checkout of ``ref`` beside this one (git worktree), for (c)."""
+    tree = under / "against"
+    subprocess.run(["git", "worktree", "add", "--detach", tree, ref], cwd=ROOT, check=True)
+    return tree
+
+
+def worktree_removed(tree: Path) -> None:
+    subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=False)
 
 
 async def main() -> None:
@@ -255,11 +304,12 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the log")
     parser.add_argument("--cap", type=float, default=60, help="(a): seconds after 1st commit")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--against", help="(c): a git ref whose rebuild runs beside this one")
     parser.add_argument("--mongo-url", default=Settings().mongo_url)
     parser.add_argument("--kafka", default=Settings().kafka_bootstrap_servers)
     args = parser.parse_args()
     rounds, _ = await suite(
-        args.kafka, args.mongo_url, args.threads, args.events, args.rounds, args.cap
+        args.kafka, args.mongo_url, args.threads, args.events, args.rounds, args.cap, args.against
     )
     report(rounds)
 

@@ -2,10 +2,13 @@
 
 Reads outside any consumer group (the live projector is untouched) and read committed, from
 the first offsets to the end offsets captured at the start (or, with ``as_was``, to the first
-record appended after that time). Each worker process folds a whole partition in memory with
-the same fold as the projector, then inserts each thread once; the indexes are built after
-the load. The catalog entry records the offsets, the partitions done and the progress, so an
-interrupted rebuild resumes where it stopped (``run --name`` again) or is removed by ``gc``.
+record appended after that time). Each worker process folds a partition with the same fold as
+the projector, holding states up to its share of the memory budget, then merges them into the
+view (consumers.replay.load_partition) and records a checkpoint; the indexes are built after
+the load. A thread whose records sit on several partitions is merged from all of them, so the
+view is the fold of the whole log however the records were partitioned. The catalog entry
+records the offsets, the checkpoints and the progress, so an interrupted rebuild resumes where
+it stopped, inside a partition (``run --name`` again), or is removed by ``gc``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -20,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from consumers.progress import Reporter
-from consumers.replay import Tally, init_worker, rebuild_partition, worker_context
+from consumers.replay import Job, Tally, init_worker, rebuild_partition, worker_context
 from consumers.topics import Offsets, reader, topic_offsets
 from services.bootstrap import Services
 from services.projection import FOLD_VERSION
@@ -37,6 +41,17 @@ from services.views import (
 
 HEARTBEAT = 2.0  # seconds between progress writes to the catalog
 STALE = timedelta(seconds=30)  # a building view without a heartbeat for this long was abandoned
+
+# The memory budget (run --memory-mb) is for all of the rebuild's processes: each worker gets
+# an equal share of what the rebuild's own process leaves, keeps WORKER_MB of it for itself
+# (the interpreter, the drivers, a fetch in flight: measured ~110 MiB) and holds fold states
+# up to the rest, at least MIN_STATES_MB, before merging them into the view.
+DEFAULT_MEMORY_MB, MAIN_MB, WORKER_MB, MIN_STATES_MB = 768, 150, 150, 1
+
+
+def states_budget(memory_mb: int, workers: int) -> int:
+    """The bytes of fold states each of ``workers`` holds before it merges them into the view."""
+    return max(MIN_STATES_MB, (memory_mb - MAIN_MB) // workers - WORKER_MB) * 1024 * 1024
 
 
 def abandoned(view: View, now: datetime | None = None) -> bool:
@@ -84,6 +99,7 @@ async def run(
     as_of: datetime | None = None,
     as_was: datetime | None = None,
     workers: int = 2,
+    memory_mb: int = DEFAULT_MEMORY_MB,
 ) -> dict[str, Any]:
     """Build (or resume building) the view ``name``; return its summary.
 
@@ -95,20 +111,26 @@ async def run(
     started = time.monotonic()
     view = await _start(services, check_name(name), as_of, as_was, reporter)
     store = services.store_of(view)
-    size = {p: view.end[p] - view.begin[p] for p in view.end}
-    pending = sorted(  # largest first
-        (p for p in size if p not in view.done and size[p] > 0), key=size.__getitem__, reverse=True
+    start = {p: _checkpoint(view, p) for p in view.end}
+    pending = sorted(  # the most left to read first
+        (p for p in view.end if start[p] < view.end[p]),
+        key=lambda p: view.end[p] - start[p],
+        reverse=True,
     )
-    total = sum(size.values())
-    already = total - sum(size[p] for p in pending)
-    tally = Tally(**view.counts)
+    total = sum(view.end[p] - view.begin[p] for p in view.end)
+    already = sum(start[p] - view.begin[p] for p in view.end)
+    workers = max(1, min(workers, len(pending)))
+    budget = states_budget(memory_mb, workers)
+    peak: list[int] = []
     try:
         reporter.phase("fold", total)
-        await _load(services, view, pending, workers, already, tally, reporter)
+        results = await _load(services, view, pending, start, workers, budget, already, reporter)
+        peak = [result["peak_rss_mb"] for result in results.values()]
         fold_seconds = time.monotonic() - started
         reporter.phase("indexes")
         await store.ensure_indexes()
         threads = await store.threads.count_documents({})
+        spread = await store.spread()
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
         with contextlib.suppress(Exception):
@@ -118,6 +140,7 @@ async def run(
                 error=None if interrupted else repr(exc),
             )
         raise
+    tally = _tally(await catalog.require(view.name))
     seconds = time.monotonic() - started
     await catalog.update(
         view.name,
@@ -136,7 +159,19 @@ async def run(
         "records": total,
         "events": tally.events,
         "threads": threads,
+        "threads_on_several_partitions": spread,
         "counts": tally.as_dict(),
+        "memory": {
+            "budget_mb": memory_mb,
+            "workers": workers,
+            "states_mb_per_worker": budget // 2**20,
+            "flushes": tally.flushes,
+            "peak_rss_mb": {
+                "rebuild": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "worker": max(peak, default=None),
+            },
+        },
+        "resumed_from": already or None,
         "per_second": round(total / seconds) if seconds else None,
         "seconds": {
             "fold": round(fold_seconds, 1),
@@ -144,6 +179,22 @@ async def run(
             "total": round(seconds, 1),
         },
     }
+
+
+def _checkpoint(view: View, partition: int) -> int:
+    """The first offset of ``partition`` not merged into the view yet."""
+    if partition in view.done:
+        return view.end[partition]
+    found = view.checkpoint.get(partition)
+    return max(view.begin[partition], found["offset"]) if found else view.begin[partition]
+
+
+def _tally(view: View) -> Tally:
+    """The whole rebuild's tally: the sum of its partitions' checkpoints."""
+    total = Tally() if view.checkpoint else Tally(**view.counts)  # an entry from before them
+    for found in view.checkpoint.values():
+        total.add(Tally(**found["counts"]))
+    return total
 
 
 async def _start(
@@ -193,7 +244,12 @@ async def _start(
         )
     if existing.fold_version != FOLD_VERSION:
         raise ViewError(f"view {name!r} was started by fold version {existing.fold_version}")
-    reporter.note(f"resuming {name}: {len(existing.done)} of {len(existing.end)} partitions done")
+    merged = sum(_checkpoint(existing, p) - existing.begin[p] for p in existing.end)
+    size = sum(existing.end[p] - existing.begin[p] for p in existing.end)
+    reporter.note(
+        f"resuming {name}: {merged} of {size} records merged already, reading on from each "
+        "partition's checkpoint"
+    )
     await catalog.update(
         name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=_owner()
     )
@@ -205,32 +261,33 @@ async def _load(
     services: Services,
     view: View,
     pending: list[int],
+    start: dict[int, int],
     workers: int,
+    budget: int,
     done: int,
-    tally: Tally,
     reporter: Reporter,
-) -> None:
-    """Run the partitions on ``workers`` processes, reporting progress and heartbeats."""
+) -> dict[int, dict[str, Any]]:
+    """Run the partitions on ``workers`` processes, reporting progress and heartbeats; return
+    each partition's result (consumers.replay.load_partition)."""
     context = worker_context()
     queue = context.Queue()
     loop = asyncio.get_running_loop()
-    executor = ProcessPoolExecutor(
-        max(1, min(workers, len(pending))), context, init_worker, (queue, os.getpid())
-    )
-    futures: dict[asyncio.Future[dict[str, int]], int] = {}
+    executor = ProcessPoolExecutor(workers, context, init_worker, (queue, os.getpid()))
+    futures: dict[asyncio.Future[dict[str, Any]], int] = {}
+    results: dict[int, dict[str, Any]] = {}
     finished_all = False
     try:
         for p in pending:
-            job: Future[dict[str, int]] = executor.submit(
-                rebuild_partition,
-                services.settings,
-                view.collection,
-                p,
-                view.begin[p],
-                view.end[p],
-                view.as_of,
+            counts = (
+                view.checkpoint.get(p, {}).get("counts", {}) if start[p] > view.begin[p] else {}
             )
-            futures[asyncio.wrap_future(job, loop=loop)] = p
+            job = Job(
+                view.name, view.collection, p, start[p], view.end[p], view.as_of, budget, counts
+            )
+            submitted: Future[dict[str, Any]] = executor.submit(
+                rebuild_partition, services.settings, job
+            )
+            futures[asyncio.wrap_future(submitted, loop=loop)] = p
         remaining = set(futures)
         beat = 0.0
         while remaining:
@@ -238,9 +295,9 @@ async def _load(
             while not queue.empty():
                 done += queue.get_nowait()[1]
             for future in finished:
-                tally.add(Tally(**future.result()))
+                results[futures[future]] = future.result()
                 view.done.append(futures[future])
-                await services.catalog.update(view.name, done=view.done, counts=tally.as_dict())
+                await services.catalog.update(view.name, done=view.done)
             reporter.advance(done)
             if time.monotonic() - beat > HEARTBEAT:
                 beat = time.monotonic()
@@ -251,6 +308,7 @@ async def _load(
             for process in list((getattr(executor, "_processes", None) or {}).values()):
                 process.terminate()
         executor.shutdown(wait=finished_all, cancel_futures=True)
+    return results
 
 
 async def _heartbeat(services: Services, name: str, reporter: Reporter) -> None:

@@ -1,7 +1,7 @@
 """Replays a range of the log: read a partition between two offsets, decode, fold.
 
-Used by the rebuild (a whole partition folded in memory, then written once per thread) and by
-the swap's catch-up (small ranges, applied through the projector's load-fold-save).
+Used by the rebuild (a partition folded in memory-bounded chunks, each merged into the view)
+and by the swap's catch-up (small ranges, applied through the projector's load-fold-save).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import resource
 import threading
 import time
 from collections import defaultdict
@@ -20,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from consumers.topics import reader
+from services import failpoints
 from services.bootstrap import connect
 from services.decoding import DEFAULT_BOUNDS, Bounds, Rejected, Unknown, decode
 from services.events import Event, LogPosition
@@ -27,13 +29,21 @@ from services.projection import ThreadState, fold
 from services.projector import Record
 from services.settings import Settings
 from services.store import MongoThreadStore
+from services.views import ViewCatalog
 
 FETCH = {
-    "max_partition_fetch_bytes": 32 * 1024 * 1024,
-    "fetch_max_bytes": 64 * 1024 * 1024,
+    "max_partition_fetch_bytes": 8 * 1024 * 1024,
+    "fetch_max_bytes": 16 * 1024 * 1024,
     "fetch_max_wait_ms": 100,
 }
-INSERT_CHUNK = 1000
+READ_BATCH = 5000  # records folded between two looks at the memory budget
+WRITE_CHUNK = 1000  # states merged into the view per round trip
+
+# What a thread's state costs in a worker's memory, calibrated with tracemalloc on the bench
+# log (bench/rebuild_log.py): ~1,400 bytes for a thread with its creation and registers, ~85
+# for each message id besides its characters; the values' own characters come on top. SLACK
+# covers what the allocator keeps beside what is live.
+STATE_BYTES, MESSAGE_BYTES, SLACK = 1500, 90, 1.5
 
 
 def to_record(raw: ConsumerRecord[bytes, bytes]) -> Record:
@@ -70,7 +80,9 @@ class Tally:
     later: int = 0  # events after --as-of: left out
     unknown: int = 0  # of types this service does not know: skipped, as live
     rejected: int = 0  # bad records: the live projector sent them to the dead-letter topic
-    threads: int = 0  # documents written
+    threads: int = 0  # states written (a thread met in several chunks or partitions: several)
+    flushes: int = 0  # chunks merged into the view (one per partition, if memory allows)
+    merged: int = 0  # states merged into a stored document (met before, or on another partition)
 
     def add(self, other: Tally) -> None:
         for f in fields(self):
@@ -86,8 +98,9 @@ def fold_records(
     as_of: datetime | None,
     tally: Tally,
     bounds: Bounds = DEFAULT_BOUNDS,
-) -> None:
-    """Fold ``records`` into ``states`` (one fold per thread per call), counting outcomes.
+) -> list[str]:
+    """Fold ``records`` into ``states`` (one fold per thread per call), counting outcomes;
+    return the threads it folded.
 
     The same decoding, bounds and positions as the live projector's, so a rebuild agrees with
     it; a conflicting ``thread.created``, which the live projector dead-letters, changes nothing
@@ -110,17 +123,52 @@ def fold_records(
     for thread_id, batch in events.items():
         states[thread_id] = fold(states.get(thread_id), batch)
         tally.events += len(batch)
+    return list(events)
+
+
+class Footprint:
+    """An estimate of the bytes a worker's states take, kept up to date as they grow."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._of: dict[str, int] = {}
+
+    def update(self, states: dict[str, ThreadState], touched: list[str]) -> None:
+        for thread_id in touched:
+            state = states[thread_id]
+            now = int(SLACK * (STATE_BYTES + _message_bytes(state) + _value_bytes(state)))
+            self.bytes += now - self._of.get(thread_id, 0)
+            self._of[thread_id] = now
+
+    def clear(self) -> None:
+        self.bytes = 0
+        self._of.clear()
+
+
+def _message_bytes(state: ThreadState) -> int:
+    if not state.message_ids:
+        return 0
+    sample = next(iter(state.message_ids))  # ids of one thread are alike; the cost is per id
+    return len(state.message_ids) * (MESSAGE_BYTES + len(sample))
+
+
+def _value_bytes(state: ThreadState) -> int:
+    values: list[Any] = [r.value for r in (state.title, state.metadata, state.space_ids) if r]
+    if state.creation is not None:
+        values.append(state.creation.initial)
+    return sum(len(repr(value)) for value in values)
 
 
 # --- the rebuild's worker processes: one partition at a time each ---
 
 _progress: Any = None  # a multiprocessing queue of (partition, records read since last report)
+_parent: int | None = None  # the rebuild's process
 
 
 def init_worker(progress: Any, parent: int) -> None:
     """Set up a worker of the rebuild process ``parent``, which may die before this runs."""
-    global _progress
-    _progress = progress
+    global _progress, _parent
+    _progress, _parent = progress, parent
 
     def exit_with_parent() -> None:  # a killed rebuild must not leave workers writing on
         while os.getppid() == parent:
@@ -130,53 +178,87 @@ def init_worker(progress: Any, parent: int) -> None:
     threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
-def rebuild_partition(*job: Any) -> dict[str, int]:
+def rebuild_partition(*job: Any) -> dict[str, Any]:
     """Run :func:`load_partition` in this worker process (arguments as there)."""
     return asyncio.run(load_partition(*job))
 
 
-async def load_partition(
-    settings: Settings,
-    collection: str,
-    partition: int,
-    start: int,
-    stop: int,
-    as_of: datetime | None,
-) -> dict[str, int]:
-    """Fold one partition's records in ``[start, stop)`` and insert every thread once.
+@dataclass(frozen=True)
+class Job:
+    """One partition of a rebuild, from its checkpoint to the rebuild's end offset."""
 
-    All events of a thread share a partition, so the partition's states are final once it is
-    read; memory holds one partition's threads. Threads already in the view (a resumed
-    rebuild writes the same documents again) are left as they are.
+    view: str  # the view's name (its catalog entry holds the checkpoints)
+    collection: str
+    partition: int
+    start: int  # the checkpoint: the first offset not yet merged into the view
+    stop: int
+    as_of: datetime | None
+    budget: int  # bytes of fold states held before they are merged into the view
+    counts: dict[str, int]  # the partition's tally up to ``start``
+
+
+async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
+    """Fold one partition's records in ``[job.start, job.stop)`` into the view, in chunks.
+
+    The states are held until they pass the memory budget, then merged into the stored
+    documents (:meth:`~services.store.MongoThreadStore.absorb`), and only then is the
+    checkpoint (the next offset, the tally so far) written. A kill -9 anywhere leaves a
+    checkpoint at or behind what was merged, never ahead of it: a resumed rebuild reads the
+    records after the checkpoint again, and merging what was merged already changes nothing.
+    Memory holds one chunk's threads, not the partition's; a thread whose records sit on other
+    partitions too (the topic gained partitions, producers hash differently) is merged with
+    what their workers wrote, under the store's revision check. Returns the partition's tally
+    (``counts``) and the worker's peak RSS (``peak_rss_mb``).
     """
-    tally = Tally()
+    tally = Tally(**job.counts)
     states: dict[str, ThreadState] = {}
+    footprint = Footprint()
+    client, database = connect(settings)
+    store = MongoThreadStore(database, collection=job.collection)
+    catalog = ViewCatalog(database)
+
+    async def flush(offset: int) -> None:
+        await _absorb(store, states, job.partition, tally)
+        failpoints.reach("rebuild.flushed", _parent)  # merged, checkpoint not yet written
+        checkpoint = {"offset": offset, "counts": tally.as_dict()}
+        await catalog.update(job.view, **{f"checkpoint.{job.partition}": checkpoint})
+        states.clear()
+        footprint.clear()
+
     consumer = reader(settings, **FETCH)
     await consumer.start()
     try:
-        tp, bounds = TopicPartition(settings.topic, partition), Bounds.from_settings(settings)
-        async for records in read_range(consumer, tp, start, stop, max_records=10_000):
-            fold_records(states, records, as_of, tally, bounds)
+        tp, bounds = TopicPartition(settings.topic, job.partition), Bounds.from_settings(settings)
+        async for records in read_range(consumer, tp, job.start, job.stop, READ_BATCH):
+            footprint.update(states, fold_records(states, records, job.as_of, tally, bounds))
             if _progress is not None:
-                _progress.put((partition, len(records)))
+                _progress.put((job.partition, len(records)))
+            if footprint.bytes >= job.budget:
+                await flush(records[-1].offset + 1)
+        await flush(job.stop)
     finally:
         await consumer.stop()
-    client, database = connect(settings)
-    try:
-        store = MongoThreadStore(database, collection=collection)
-        found = list(states.values())
-        chunks = [found[i : i + INSERT_CHUNK] for i in range(0, len(found), INSERT_CHUNK)]
-        limit = asyncio.Semaphore(2)
-
-        async def insert(chunk: list[ThreadState]) -> None:
-            async with limit:
-                await store.insert_new(chunk)
-
-        await asyncio.gather(*(insert(chunk) for chunk in chunks))
-        tally.threads = len(found)
-    finally:
         await client.close()
-    return tally.as_dict()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # Linux: KiB
+    return {"counts": tally.as_dict(), "peak_rss_mb": peak_mb}
+
+
+async def _absorb(
+    store: MongoThreadStore, states: dict[str, ThreadState], partition: int, tally: Tally
+) -> None:
+    found = list(states.values())
+    if not found:
+        return
+    chunks = [found[i : i + WRITE_CHUNK] for i in range(0, len(found), WRITE_CHUNK)]
+    limit = asyncio.Semaphore(2)
+
+    async def write(chunk: list[ThreadState]) -> None:
+        async with limit:
+            tally.merged += (await store.absorb(chunk, partition)).merged
+
+    await asyncio.gather(*(write(chunk) for chunk in chunks))
+    tally.threads += len(found)
+    tally.flushes += 1
 
 
 def worker_context() -> Any:

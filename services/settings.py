@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     instance_id: str | None = None
     batch_max_records: int = Field(500, ge=1)
     batch_timeout_ms: int = Field(200, ge=0)
+    # how often Kafka clients refresh the topic's metadata: partitions added to the topic are
+    # consumed from their first record within this (the client default is 5 minutes)
+    kafka_metadata_max_age_ms: int = Field(30_000, ge=100)
     mongo_url: str = "mongodb://127.0.0.1:27017"
     mongo_database: str = "threadview"
     mongo_timeout_ms: int = Field(5000, ge=100)

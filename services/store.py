@@ -24,6 +24,7 @@ from pymongo.errors import (
 
 from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
 from services.projection import ThreadState
+from services.projection import merge as merge_states
 from services.query import (
     Plan,
     Position,
@@ -78,6 +79,15 @@ class WriteConflict(Exception):
 class Stored:
     state: ThreadState
     rev: int
+    parts: tuple[int, ...] = ()  # the partitions a rebuild merged into it (clock.parts)
+
+
+@dataclass
+class Absorbed:
+    """What :meth:`MongoThreadStore.absorb` did besides inserting."""
+
+    merged: int = 0  # states merged into a stored one (met before, or on another partition)
+    conflicts: int = 0  # rounds of writes another writer got in first
 
 
 @dataclass(frozen=True)
@@ -137,11 +147,15 @@ class MongoThreadStore:
         """The stored state of each of ``thread_ids`` that exists, with its revision."""
         found: dict[str, Stored] = {}
         async for document in self.threads.find({"_id": {"$in": list(thread_ids)}}):
-            found[document["_id"]] = Stored(from_document(document), document["rev"])
+            parts = tuple(document["clock"].get("parts", ()))
+            found[document["_id"]] = Stored(from_document(document), document["rev"], parts)
         return found
 
     async def save(
-        self, writes: Sequence[tuple[ThreadState, int | None]], wid: str | None = None
+        self,
+        writes: Sequence[tuple[ThreadState, int | None]],
+        wid: str | None = None,
+        parts: dict[str, list[int]] | None = None,
     ) -> None:
         """Write each state if its document is still at the given revision (None: absent).
 
@@ -149,7 +163,8 @@ class MongoThreadStore:
         writer's token ``wid``. Raises :class:`WriteConflict` when any write was refused; some
         others may have been applied, which :meth:`written_by` tells (a revision number alone
         cannot: a stale writer at the same revision computes the same next one). Any other
-        error is the server's or the documents' (see :func:`transient`).
+        error is the server's or the documents' (see :func:`transient`). ``parts``: per thread,
+        the partitions a rebuild has merged into it, kept in ``clock.parts``.
         """
         if not writes:
             return
@@ -157,6 +172,8 @@ class MongoThreadStore:
         for state, rev in writes:
             document = to_document(state, 1 if rev is None else rev + 1)
             document["wid"] = wid or uuid4().hex
+            if parts is not None:
+                document["clock"]["parts"] = parts[state.id]
             if rev is None:
                 operations.append(InsertOne(document))
             else:  # $set of every field: the same as a replacement
@@ -189,23 +206,49 @@ class MongoThreadStore:
             {"_id": "probe"}, {"$inc": {"n": 1}}, upsert=True
         )
 
-    async def insert_new(self, states: Sequence[ThreadState]) -> int:
-        """Insert the states as revision 1 of threads not stored yet; skip those that are.
+    async def absorb(self, states: Sequence[ThreadState], part: int) -> Absorbed:
+        """Merge each state into its thread's stored one (:func:`~services.projection.merge`), or
+        insert it, and note ``part`` (a partition) among the thread's ``clock.parts``.
 
-        For a bulk load into a view no one else writes (a rebuild, and its resumption, which
-        inserts the same documents again). Returns how many were inserted.
+        For a rebuild, whose workers fold partitions, and memory-bounded chunks of them, apart:
+        each write is conditional on the revision read, so two workers merging one thread at
+        once cannot lose either's events; the threads that conflicted are reloaded and merged
+        again until none does. Merging is idempotent, so absorbing a chunk twice (a resumed
+        rebuild redoing what it did after its last checkpoint) changes nothing.
         """
-        if not states:
-            return 0
-        documents = [to_document(state, 1) for state in states]
-        try:
-            result = await self.threads.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return int(exc.details.get("nInserted", 0))
-        return len(result.inserted_ids)
+        pending = {state.id: state for state in states}
+        absorbed = Absorbed()
+        while pending:
+            stored = await self.load(list(pending))
+            writes: list[tuple[ThreadState, int | None]] = []
+            parts: dict[str, list[int]] = {}
+            for thread_id, state in pending.items():
+                current = stored.get(thread_id)
+                if current is None:
+                    writes.append((state, None))
+                    parts[thread_id] = [part]
+                    continue
+                merged = merge_states(current.state, state)
+                if merged == current.state and part in current.parts:
+                    continue  # absorbed already (a resumed rebuild)
+                writes.append((merged, current.rev))
+                parts[thread_id] = sorted({*current.parts, part})
+            wid, ids = uuid4().hex, [state.id for state, _ in writes]
+            try:
+                await self.save(writes, wid, parts)
+                done = set(ids)
+            except WriteConflict:
+                done = await self.written_by(wid, ids)
+                absorbed.conflicts += 1
+            absorbed.merged += sum(
+                1 for state, rev in writes if rev is not None and state.id in done
+            )
+            pending = {t: pending[t] for t in ids if t not in done}
+        return absorbed
+
+    async def spread(self) -> int:
+        """How many threads a rebuild found on more than one partition."""
+        return await self.threads.count_documents({"clock.parts.1": {"$exists": True}})
 
     def documents(self, batch_size: int = 2000) -> AsyncCursor[dict[str, Any]]:
         """Every document of the view, by ``_id`` (for comparing and exporting views)."""

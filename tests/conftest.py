@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -70,6 +71,11 @@ def servers() -> Iterator[Servers]:
 @pytest.fixture
 def settings(servers: Servers) -> Settings:
     """Settings of a run of our own: a fresh topic, consumer group and database."""
+    return fresh_settings(servers)
+
+
+def fresh_settings(servers: Servers) -> Settings:
+    """What the ``settings`` fixture gives, for fixtures of a wider scope."""
     run = uuid4().hex[:10]
     return Settings(
         kafka_bootstrap_servers=servers.kafka,
@@ -108,16 +114,37 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_cli(module: str, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """One of our command-line tools, run to its end with the test's settings."""
+def run_cli(
+    module: str, settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One of our command-line tools, run to its end with the test's settings (and ``env``)."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
-        env=settings_env(settings),
+        env={**settings_env(settings), **(env or {})},
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=240,
     )
+
+
+async def run_cli_async(
+    module: str, settings: Settings, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli` without blocking the event loop (a test producing records meanwhile)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        env={**settings_env(settings), **(env or {})},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 240)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(list(args), process.returncode, out.decode(), err.decode())
 
 
 class Process:

@@ -8,7 +8,7 @@ from typing import Any
 
 from services.bootstrap import Services
 from services.documents import from_document
-from services.projection import view
+from services.projection import ThreadState, view
 from services.query import Scope, ThreadQuery
 from services.settings import Settings
 from tests.families import assert_every_family_answers_exactly
@@ -29,6 +29,12 @@ async def wait_for_no_lag(settings: Settings, deadline: float) -> int:
             return 0
         await asyncio.sleep(1)
     return remaining
+
+
+async def states_of(services: Services, name: str) -> dict[str, ThreadState]:
+    """The view ``name``'s threads as comparable states (see tests.fault.logs.comparable)."""
+    store = services.store_of(await services.catalog.require(name))
+    return {d["_id"]: comparable(from_document(d)) async for d in store.threads.find()}
 
 
 async def assert_view_is_the_fold_of_the_log(services: Services, expected: dict[str, Any]) -> None:

@@ -13,11 +13,12 @@ import pytest
 
 from consumers.topics import ensure_topics
 from services.bootstrap import Services
-from services.documents import from_document
+from services.failpoints import VARIABLE
 from services.settings import Settings
 from services.views import INTERRUPTED
 from tests.conftest import Process, run_cli
-from tests.fault.logs import comparable, generate, reference
+from tests.fault.harness import states_of
+from tests.fault.logs import Log, generate, reference
 from tests.kafka import produce
 
 pytestmark = pytest.mark.fault
@@ -68,13 +69,19 @@ def status(settings: Settings) -> dict[str, Any]:
     return found
 
 
+async def published(settings: Settings, seed: int) -> Log:
+    """A generated log of 3,000 threads on the settings' topic."""
+    log = generate(seed=seed, threads=3000)
+    await ensure_topics(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    return log
+
+
 async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     settings: Settings, services: Services, run_process: Any
 ) -> None:
     settings = settings.model_copy(update={"topic_partitions": 6})
-    log = generate(seed=41, threads=3000)
-    await ensure_topics(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    log = await published(settings, 41)
     live_before = [d async for d in services.store.threads.find()]
 
     # when: a rebuild is interrupted with Ctrl-C, a second one SIGKILLed, both mid-way
@@ -106,9 +113,7 @@ async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     done = run_cli("consumers.rebuild", settings, "run", "--name", "again", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"resuming again' in done.stdout
-    store = services.store_of(await services.catalog.require("again"))
-    rebuilt = {d["_id"]: comparable(from_document(d)) async for d in store.threads.find()}
-    assert rebuilt == reference(log)
+    assert await states_of(services, "again") == reference(log)
 
     # gc removes abandoned rebuilds only: a leftover goes, a ready view stays
     third = run_process("consumers.rebuild", settings, *RUN, "leftover")
@@ -119,3 +124,63 @@ async def test_a_killed_rebuild_changes_nothing_live_and_the_next_run_resumes(
     names = {v["name"] for v in status(settings)["views"]}
     assert names == {"main", "again"}
     assert "threads_leftover" not in await services.database.list_collection_names()
+
+
+async def test_a_tiny_memory_budget_gives_the_unbounded_view(
+    settings: Settings, services: Services
+) -> None:
+    # given: 3,000 threads on 2 partitions, ~1,500 threads' states a partition
+    settings = settings.model_copy(update={"topic_partitions": 2})
+    log = await published(settings, 43)
+
+    # when: one rebuild with the default budget, one with 1 MiB of states per worker
+    unbounded = run_cli("consumers.rebuild", settings, "run", "--name", "wide", "--json")
+    bounded = run_cli(
+        "consumers.rebuild", settings, "run", "--name", "narrow", "--memory-mb", "1", "--json"
+    )
+
+    # then: the small budget flushed many times a partition, and both are the fold of the log
+    assert unbounded.returncode == 0 and bounded.returncode == 0, bounded.stderr
+    wide, narrow = (json.loads(p.stdout.splitlines()[-1]) for p in (unbounded, bounded))
+    assert wide["memory"]["flushes"] == 2
+    assert narrow["memory"]["flushes"] >= 6, narrow["memory"]
+    assert narrow["memory"]["states_mb_per_worker"] == 1
+    assert narrow["counts"]["merged"] > 0  # threads met in several chunks were merged
+    assert {k: narrow["counts"][k] for k in ("records", "events", "rejected", "unknown")} == {
+        k: wide["counts"][k] for k in ("records", "events", "rejected", "unknown")
+    }
+    for name in ("wide", "narrow"):
+        assert await states_of(services, name) == reference(log), name
+    compared = run_cli("consumers.rebuild", settings, "diff", "wide", "narrow")
+    assert compared.returncode == 0, compared.stdout
+
+
+@pytest.mark.parametrize("failpoint", ["rebuild.flushed:1", "rebuild.flushed:3"])
+async def test_a_rebuild_killed_mid_partition_resumes_from_its_checkpoint(
+    settings: Settings, services: Services, failpoint: str
+) -> None:
+    # given: a rebuild with a small budget, SIGKILLed (with its worker) right after a chunk
+    # was merged into the view and before its checkpoint was written: the worst moment
+    settings = settings.model_copy(update={"topic_partitions": 2})
+    log = await published(settings, 44)
+    args = ("run", "--name", "cut", "--workers", "1", "--memory-mb", "1", "--json")
+    killed = run_cli("consumers.rebuild", settings, *args, env={VARIABLE: failpoint})
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+
+    # then: the view is abandoned with a checkpoint inside a partition (after the first
+    # kill, none yet: the chunk is merged again from the partition's start)
+    cut = await services.catalog.require("cut")
+    assert {v["name"]: v for v in status(settings)["views"]}["cut"]["state"] == "abandoned"
+    inside = [p for p, c in cut.checkpoint.items() if cut.begin[p] < c["offset"] < cut.end[p]]
+    assert len(inside) == (0 if failpoint.endswith(":1") else 1), cut.checkpoint
+    assert not cut.done
+
+    # and the next run reads on from there and folds the whole log exactly
+    done = run_cli("consumers.rebuild", settings, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(done.stdout.splitlines()[-1])
+    merged = sum(c["offset"] - cut.begin[p] for p, c in cut.checkpoint.items())
+    assert (summary["resumed_from"] or 0) == merged
+    assert summary["counts"]["records"] == len(log.records)
+    assert summary["counts"]["rejected"] == len(log.poison)
+    assert await states_of(services, "cut") == reference(log)

@@ -19,29 +19,24 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from consumers import build, compare
 from consumers.progress import JsonLines
+from consumers.swap import swap as swap_view
 from consumers.topics import ensure_topics
 from services.bootstrap import Services, bootstrap
 from services.decoding import decode
-from services.documents import from_document
 from services.events import Event, LogPosition
 from services.projection import FOLD_VERSION, ThreadState, fold, view
 from services.settings import Settings
 from services.views import READY, ViewError
 from tests.conftest import run_cli
-from tests.fault.harness import ORGS, assert_every_list_query_answers
+from tests.fault.harness import ORGS, assert_every_list_query_answers, states_of
 from tests.fault.logs import Log, comparable, generate, reference
-from tests.kafka import produce
+from tests.kafka import lag, produce
 
 pytestmark = pytest.mark.integration
 
 
 async def rebuilt(services: Services, name: str, **options: Any) -> dict[str, Any]:
     return await build.run(services, name, JsonLines(every=60), **options)
-
-
-async def states_of(services: Services, name: str) -> dict[str, ThreadState]:
-    store = services.store_of(await services.catalog.require(name))
-    return {d["_id"]: comparable(from_document(d)) async for d in store.threads.find()}
 
 
 def fold_of(records: list[Any], as_of: datetime | None = None) -> dict[str, ThreadState]:
@@ -205,16 +200,68 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return run_cli("consumers.rebuild", settings, *args)
 
 
-async def test_the_projector_warns_when_the_live_view_was_built_by_another_fold(
-    settings: Settings, services: Services, run_process: Any
+async def test_a_projector_refuses_a_live_view_of_another_fold_until_a_swap_fixes_it(
+    settings: Settings, services: Services, run_process: Any, log: Log
 ) -> None:
+    # given: the live view built by another fold version, on a pointer older than the field
+    # (the catalog entry says it), and records waiting
     await services.catalog.update("main", fold_version=FOLD_VERSION - 1)
+    await services.catalog.pointers.update_one({"_id": "live"}, {"$unset": {"fold_version": ""}})
     projector = run_process("consumers.projector", settings)
-    deadline = time.monotonic() + 60
-    while "fold version" not in projector.output() and time.monotonic() < deadline:
-        assert projector.popen.poll() is None, projector.output()
-        await asyncio.sleep(0.2)
-    assert f"built by fold version {FOLD_VERSION - 1}" in projector.output()
+    readyz = f"http://127.0.0.1:{settings.projector_port}/readyz"
+    why = (
+        f"the live view 'main' was built by fold version {FOLD_VERSION - 1}; this projector "
+        f"folds with {FOLD_VERSION}: rebuild it (threadview-rebuild run, then swap)"
+    )
+
+    # then: it says so at ERROR and is unready at once, and writes and commits nothing
+    async def refusing() -> bool:
+        async with httpx.AsyncClient(timeout=5) as client:
+            answer = await client.get(readyz)
+        return answer.status_code == 503 and answer.json()["problems"] == [why]
+
+    await _until(refusing, projector)
+    await asyncio.sleep(3)  # a few batch attempts
+    assert await lag(settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group)
+    assert await services.store.threads.count_documents({}) == 0
+    assert f"ERROR services.projector not writing; the batch waits: {why}" in projector.output()
+    assert "store unavailable" not in projector.output()  # not told as a store failure
+
+    # when: a view of this fold version is built and swapped in
+    await rebuilt(services, "fixed")
+    await swap_view(services, "fixed", JsonLines(every=60))
+
+    # then: the stalled batch goes on from its committed offsets, into the new view, exactly
+    async def caught_up() -> bool:
+        return not await lag(
+            settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
+        )
+
+    await _until(caught_up, projector)
+    assert await states_of(services, "fixed") == reference(log)
+    assert await services.store.threads.count_documents({}) == 0  # main: never written
+    output = projector.output()
+    assert output.count("not writing; the batch waits") == 1, output  # however many attempts
+    assert f"writing again; no longer refused: {why}" in output
+
+    async def ready() -> bool:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return (await client.get(readyz)).status_code == 200
+
+    await _until(ready, projector)
+
+
+async def _until(check: Any, process: Any, deadline: float = 90) -> None:
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            if await check():
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet
+        assert process.popen.poll() is None, process.output()
+        assert time.monotonic() < end, process.output()[-3000:]
+        await asyncio.sleep(0.3)
 
 
 async def test_an_api_on_a_view_that_does_not_exist_refuses_to_start(settings: Settings) -> None:

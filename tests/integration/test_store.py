@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -70,6 +71,52 @@ async def test_a_stale_revision_is_a_conflict_and_changes_nothing(services: Serv
         await services.store.save([(first, None)])  # "new", but it exists
     stored = (await services.store.load(["thrd_b"]))["thrd_b"]
     assert (stored.rev, view(stored.state)["title"]) == (2, "two")
+
+
+def message(subject: str, n: int) -> Event:
+    return event(
+        "thread.message_added",
+        subject,
+        f"2025-11-17T10:{n // 60:02d}:{n % 60:02d}Z",
+        {"message_id": f"m{n}"},
+    )
+
+
+async def test_absorbing_parts_at_once_from_many_writers_gives_the_fold_of_all(
+    services: Services,
+) -> None:
+    # given: 50 threads, each with its events split over 4 "partitions" and 3 chunks each,
+    # absorbed by 12 concurrent writers (as rebuild workers are), some chunks twice
+    store = services.store
+    threads = [f"thrd_{n:02d}" for n in range(50)]
+    events = {t: [created(t, title=t), *(message(t, n) for n in range(24))] for t in threads}
+    chunks = [
+        (
+            part,
+            [
+                state_of(*events[t][part * 6 + chunk * 2 : part * 6 + chunk * 2 + 3])
+                for t in threads
+            ],
+        )
+        for part in range(4)
+        for chunk in range(3)
+    ]
+
+    # when
+    results = await asyncio.gather(
+        *(store.absorb(states, part) for part, states in chunks + chunks[:3])
+    )
+
+    # then: every thread is the fold of all its events, found on the 4 partitions
+    loaded = await store.load(threads)
+    assert {t: s.state for t, s in loaded.items()} == {t: state_of(*events[t]) for t in threads}
+    assert all(s.parts == (0, 1, 2, 3) for s in loaded.values())
+    assert await store.spread() == 50
+    assert sum(r.conflicts for r in results) > 0, "no writer ever conflicted: proves little"
+    # absorbing again changes nothing, not even a revision
+    before = {t: s.rev for t, s in loaded.items()}
+    assert (await store.absorb(chunks[0][1], 0)).merged == 0
+    assert {t: s.rev for t, s in (await store.load(threads)).items()} == before
 
 
 async def test_page_lists_only_created_visible_undeleted_threads_in_order(
