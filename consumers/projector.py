@@ -28,7 +28,6 @@ from consumers.topics import ensure_topics
 from services.bootstrap import bootstrap
 from services.decoding import Bounds
 from services.logs import configure as configure_logging
-from services.projection import FOLD_VERSION
 from services.projector import Projector, Record
 from services.settings import Settings, get_settings
 
@@ -96,6 +95,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id="threadview-projector",
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         logger=logging.getLogger("threadview.faststream"),
         log_level=logging.DEBUG,  # its "Received"/"Processed" per batch: our batch line says more
         middlewares=[KafkaPrometheusMiddleware(registry=registry, app_name="threadview-projector")],
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             lagging_since=metrics.lagging_since(),
             failing_since=metrics.failing_since(),
             stall_seconds=settings.stall_seconds,
+            refused=await refusal(running.get("projector"), settings.ready_timeout_ms),
         )
         return readiness(problems)
 
@@ -135,15 +136,6 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     async def start() -> None:
         await ensure_topics(settings)
         services = await bootstrap(settings)
-        live = await services.catalog.require("live")
-        if live.fold_version != FOLD_VERSION:
-            log.warning(
-                "the live view %r was built by fold version %s; this projector folds with "
-                "version %s: rebuild it (threadview-rebuild run, then swap)",
-                live.name,
-                live.fold_version,
-                FOLD_VERSION,
-            )
         committer = TransactionalCommitter(
             settings.kafka_bootstrap_servers,
             settings.dlq_topic,
@@ -158,6 +150,8 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
             bounds=Bounds.from_settings(settings),
             on_retry=metrics.retried,
         )
+        # views of another fold version: said (ERROR) and unready now, not at the first batch
+        await running["projector"].check()
         running["lag"] = asyncio.create_task(metrics.watch_lag(settings))
 
     @app.after_shutdown
@@ -230,6 +224,16 @@ def offsets(records: list[Record]) -> dict[int, tuple[int, int]]:
     return found
 
 
+async def refusal(projector: Projector | None, timeout_ms: int) -> str | None:
+    """Why the projector refuses to write the views (:attr:`Projector.refused`), asked again
+    while it does, so that an idle projector turns ready once a swap fixed it."""
+    if projector is None or projector.refused is None:
+        return None
+    with contextlib.suppress(Exception):  # the store not answering is a problem of its own
+        return await asyncio.wait_for(projector.check(), timeout_ms / 1000)
+    return projector.refused
+
+
 def readiness_problems(
     now: float,
     *,
@@ -239,12 +243,14 @@ def readiness_problems(
     lagging_since: float | None,
     failing_since: float | None,
     stall_seconds: float,
+    refused: str | None = None,
 ) -> list[str]:
-    """Why the projector is not ready (none: ready). It is not when the store does not answer
-    a ping; when Kafka gave it no partitions and it applied no batch in the last minute (one of
-    several instances may hold none); when a partition it holds has had records waiting for
-    ``stall_seconds`` and no batch was committed in that time (stalled: whatever the cause,
-    a record, the store or Kafka); or when the store has been failing that long.
+    """Why the projector is not ready (none: ready). It is not when it refuses to write the
+    views (built by another fold version: at once, with the reason); when the store does not
+    answer a ping; when Kafka gave it no partitions and it applied no batch in the last minute
+    (one of several instances may hold none); when a partition it holds has had records
+    waiting for ``stall_seconds`` and no batch was committed in that time (stalled: whatever
+    the cause, a record, the store or Kafka); or when the store has been failing that long.
 
     Args:
         now: the time, in seconds since the epoch, as every other argument.
@@ -254,8 +260,9 @@ def readiness_problems(
         lagging_since: since when a partition it holds has been measured behind, or None.
         failing_since: since when the store's attempts have been failing, or None.
         stall_seconds: how long either may last.
+        refused: why it refuses to write the views, or None.
     """
-    problems = []
+    problems = [refused] if refused else []
     if not store_answers:
         problems.append("store not answering")
     if not assigned and now - last_batch_at >= 60:

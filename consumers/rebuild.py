@@ -17,13 +17,15 @@ import typer
 
 from consumers import build, cli, compare
 from consumers.progress import reporter
+from consumers.swap import abort as abort_swap
 from consumers.swap import swap as swap_view
 from consumers.topics import committed_offsets, reader, topic_offsets
+from services import owners
 from services.bootstrap import Services, bootstrap
 from services.logs import configure as configure_logging
 from services.projection import FOLD_VERSION
 from services.settings import get_settings
-from services.views import BUILDING, MAIN, READY, View, ViewError
+from services.views import BUILDING, MAIN, READY, Pointer, View, ViewError, fold_refusal
 
 app = typer.Typer(
     help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
@@ -76,18 +78,43 @@ def run(
         str | None, typer.Option(help="only records appended to the log by this time")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="processes folding partitions")] = 2,
+    memory_mb: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="about how much memory the rebuild's processes use together (MiB): each worker "
+            "merges what it folded into the view whenever its share is full",
+        ),
+    ] = build.DEFAULT_MEMORY_MB,
     as_json: Json = False,
 ) -> None:
     """Build a view from the whole log (or resume one) without touching the live view."""
     chosen = name or datetime.now(UTC).strftime("rebuild-%Y%m%d-%H%M%S")
     shown = reporter(as_json)
-    summary = _run(lambda s: build.run(s, chosen, shown, _time(as_of), _time(as_was), workers))
+    times = _time(as_of), _time(as_was)
+    summary = _run(lambda s: build.run(s, chosen, shown, *times, workers, memory_mb))
     shown.close(summary)
 
 
 @app.command()
-def swap(name: str, as_json: Json = False) -> None:
-    """Make a rebuilt view the live one (API and projector) while events keep arriving."""
+def swap(
+    name: Annotated[str | None, typer.Argument(help="the view to make live")] = None,
+    abort: Annotated[
+        bool,
+        typer.Option("--abort", help="clear the swap in progress (a running one: with --force)"),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="with --abort: even if its command still runs")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Make a rebuilt view the live one (API and projector) while events keep arriving; resume
+    a swap that died; or, with --abort, clear it."""
+    if abort:
+        _print(_run(lambda s: abort_swap(s, name, force)), as_json)
+        return
+    if name is None or force:
+        raise typer.BadParameter("name the view to make live (--force goes with --abort)")
     shown = reporter(as_json)
     shown.close(_run(lambda s: swap_view(s, name, shown)))
 
@@ -150,6 +177,8 @@ def status(as_json: Json = False) -> None:
         return
     for warning in found["warnings"]:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    for name in found["settled"]:
+        typer.echo(f"settled the last swap's catalog entry of {name}", err=True)
     typer.echo(
         f"topic {found['topic']}: {found['topic_records']} records, fold version {FOLD_VERSION}"
     )
@@ -172,25 +201,27 @@ def status(as_json: Json = False) -> None:
 
 
 async def _status(services: Services) -> dict[str, Any]:
-    settings = services.settings
+    settings, catalog = services.settings, services.catalog
     consumer = reader(settings)
     await consumer.start()
     try:
         offsets = await topic_offsets(consumer, settings.topic)
     finally:
         await consumer.stop()
-    pointer = await services.catalog.pointer()
+    settled = await catalog.settle()
+    pointer = await catalog.pointer()
     committed = await committed_offsets(settings)
+    catalogued = await catalog.all()
     warnings = [w for w in [build.truncation_warning(settings.topic, offsets)] if w]
+    if refusal := fold_refusal(pointer, {v.name: v.fold_version for v in catalogued}, FOLD_VERSION):
+        warnings.append(f"projectors of fold version {FOLD_VERSION} will not write: {refusal}")
+    if pointer.swap is not None and pointer.swap.dead():
+        warnings.append(_dead_swap(pointer))
     views = []
-    for view in await services.catalog.all():
-        state = _state(view, pointer.live, pointer.next)
+    for view in catalogued:
+        state = _state(view, pointer)
         reached = committed if state == "live" else view.reached
         behind = sum(max(0, e - reached.get(p, 0)) for p, e in offsets.end.items())
-        if view.fold_version != FOLD_VERSION and state == "live":
-            warnings.append(
-                f"the live view {view.name!r} was built by fold version {view.fold_version}"
-            )
         views.append(
             {
                 "name": view.name,
@@ -215,9 +246,36 @@ async def _status(services: Services) -> dict[str, Any]:
         "end_offsets": offsets.end,
         "live": pointer.live,
         "next": pointer.next,
+        "swap": _swap(pointer),
+        "settled": settled,
         "views": views,
         "warnings": warnings,
     }
+
+
+def _swap(pointer: Pointer) -> dict[str, Any] | None:
+    """The swap in progress, for status: who runs it, whether ``next`` is set, whether dead."""
+    if pointer.swap is None:
+        return None
+    return {
+        **pointer.swap.to_document(),
+        "next_set": pointer.next == pointer.swap.view,
+        "dead": pointer.swap.dead(),
+    }
+
+
+def _dead_swap(pointer: Pointer) -> str:
+    assert pointer.swap is not None
+    name = pointer.swap.view
+    meanwhile = (
+        f"; until then every projector batch writes both {pointer.live} and {name}"
+        if pointer.next == name
+        else ""
+    )
+    return (
+        f"the swap to {name!r} died ({pointer.swap.describe()}): `threadview-rebuild swap "
+        f"{name}` resumes it, `threadview-rebuild swap --abort` clears it{meanwhile}"
+    )
 
 
 def _progress(progress: dict[str, Any]) -> str:
@@ -225,11 +283,14 @@ def _progress(progress: dict[str, Any]) -> str:
     return f"{done}/{total} at {rate}/s"
 
 
-def _state(view: View, live: str, next: str | None) -> str:
-    if view.name == live:
+def _state(view: View, pointer: Pointer) -> str:
+    if view.name == pointer.live:
         return "live"
-    if view.name == next:
-        return "swapping in"
+    swap = pointer.swap
+    if swap is not None and swap.view == view.name:
+        if swap.dead():
+            return "swap dead"
+        return "swapping in" if pointer.next == view.name else "catching up"
     if view.state != READY:
         return "abandoned" if build.abandoned(view) else view.state
     return "retired" if view.retired_at else "ready"
@@ -251,26 +312,40 @@ def gc(
     """Remove abandoned rebuilds and views retired by a swap (never live or named views)."""
 
     async def work(services: Services) -> list[str]:
-        pointer = await services.catalog.pointer()
+        catalog = services.catalog
+        await catalog.settle()  # a retired view is one the catalog says is retired
+        pointer = await catalog.pointer()
+        kept = {pointer.live, pointer.next, pointer.swap.view if pointer.swap else None}
         gone = [
             v.name
-            for v in await services.catalog.all()
-            if v.name not in (pointer.live, pointer.next)
+            for v in await catalog.all()
+            if v.name not in kept
             and (build.abandoned(v) or (v.state == READY and v.retired_at is not None))
         ]
         if not dry_run:
             for name in gone:
-                await services.catalog.drop(name)
+                await catalog.drop(name)
         return gone
 
     _print({"removed" if not dry_run else "would_remove": _run(work)}, as_json)
 
 
 @app.command()
-def drop(name: str) -> None:
-    """Delete one view (not the live one): a point-in-time view you no longer need."""
-    _run(lambda s: s.catalog.drop(name))
-    typer.echo(f"dropped {name}", err=True)
+def drop(name: Annotated[str, typer.Argument(help="a view (`live` is refused)")]) -> None:
+    """Delete one view: never the live one, one a swap is taking live, or one a rebuild is
+    still building."""
+
+    async def work(services: Services) -> str:
+        view = await services.catalog.require(name)
+        if view.state == BUILDING and not build.abandoned(view):
+            raise ViewError(
+                f"a rebuild of {view.name!r} is running "
+                f"({owners.describe(view.owner, view.heartbeat_at)}): stop it first"
+            )
+        await services.catalog.drop(name)
+        return view.name
+
+    typer.echo(f"dropped {_run(work)}", err=True)
 
 
 def main() -> None:

@@ -14,9 +14,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from services.keys import KeyCache, MongoKeyStore
+from services.projection import FOLD_VERSION
+from services.projector import Refused
 from services.settings import Settings
 from services.store import MongoThreadStore
-from services.views import READY, View, ViewCatalog, ViewError
+from services.views import READY, View, ViewCatalog, ViewError, fold_refusal
 
 # how long the API keeps serving the view it looked up before it looks again: a swap reaches
 # every API instance within this (each request is answered from one view, old or new)
@@ -34,7 +36,7 @@ class Services:
     key_cache: KeyCache  # the API's key checks
     descending_indexes: bool
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
-    _collections: dict[str, str] = field(default_factory=dict)  # view name -> its collection
+    _views: dict[str, View] = field(default_factory=dict)  # by name: collection, fold version
     _served: tuple[float, MongoThreadStore] | None = None
 
     def store_of(self, view: View) -> MongoThreadStore:
@@ -47,17 +49,30 @@ class Services:
             )
         return self._stores[collection]
 
+    async def _view_named(self, name: str) -> View:
+        if name not in self._views:  # a view's collection and fold version never change
+            self._views[name] = await self.catalog.require(name)
+        return self._views[name]
+
     async def _store_named(self, name: str) -> MongoThreadStore:
-        if name not in self._collections:  # a view's collection never changes
-            self._collections[name] = (await self.catalog.require(name)).collection
-        return self._store_in(self._collections[name])
+        return self.store_of(await self._view_named(name))
 
     async def written_stores(self) -> list[MongoThreadStore]:
         """The views the projector writes now: the live one, and the next during a swap (one
-        read of the pointer)."""
+        read of the pointer, from the primary).
+
+        Raises:
+            Refused: one of them was built by another fold version than this process folds
+                with (the pointer says which; a pointer older than that field, the catalog).
+        """
         pointer = await self.catalog.pointer()
-        names = [pointer.live] + ([pointer.next] if pointer.next else [])
-        return [await self._store_named(name) for name in names]
+        views = [await self._view_named(pointer.live)]
+        if pointer.next:
+            views.append(await self._view_named(pointer.next))
+        folds = {view.name: view.fold_version for view in views}
+        if refusal := fold_refusal(pointer, folds, FOLD_VERSION):
+            raise Refused(refusal)
+        return [self.store_of(view) for view in views]
 
     async def served_store(self) -> MongoThreadStore:
         """The view the API answers from: the one named by THREADVIEW_VIEW, or the live one

@@ -9,6 +9,11 @@ What can go wrong, and what each gets (the README's "The projector" says it for 
   conflicted is read back by the write's token (``wid``), not guessed from revision numbers.
 - **A transient store error** (network, server selection, an election, a time limit): the
   batch waits with exponential backoff for as long as it lasts; nothing is skipped.
+- **Views this projector must not write** (``targets()`` raises :class:`Refused`: a view
+  built by another fold version): the batch waits, with the same backoff, writing and
+  committing nothing, logged at ERROR once per reason and exposed as :attr:`Projector.refused`
+  (readiness) at once; when the views change (a swap to a view of this fold version) it goes
+  on from where it stalled, so the view stays exact.
 - **A permanent write error** (the store refuses a thread's document for good: over 16 MB,
   invalid): the batch's writes are retried one thread at a time to find which; each refused
   thread has its events of the batch dead-lettered (``write_failed``) and the rest commit.
@@ -30,6 +35,7 @@ would have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -75,6 +81,12 @@ class Outcome:
 
 # the views a batch is written to, looked up for each batch after its records were fetched
 Targets = Callable[[], Awaitable[Sequence[MongoThreadStore]]]
+
+
+class Refused(Exception):
+    """Raised by a :data:`Targets`: this projector must not write the views it would hand out
+    (they were built by another fold version). Not a store failure: the message says what to
+    do."""
 
 
 def only(store: MongoThreadStore) -> Targets:
@@ -123,6 +135,7 @@ class Projector:
         self.on_retry = on_retry
         # time.time() when the current run of failing store attempts began (readiness)
         self.failing_since: float | None = None
+        self.refused: str | None = None  # why targets() refuses now (readiness), or None
 
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records`` to the store; return once the writes are durable.
@@ -156,10 +169,14 @@ class Projector:
         delay, conflicts = 0.1, 0
         while pending:
             try:
-                stores = await self.targets()
+                stores = await self._targets()
                 passes = await asyncio.gather(
                     *(self._write(store, pending, i == 0) for i, store in enumerate(stores))
                 )
+            except Refused:  # told by _targets; nothing was written
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+                continue
             except Exception as exc:  # noqa: BLE001 - the batch waits; it is never skipped
                 level = logging.WARNING if transient(exc) else logging.ERROR
                 log.log(level, "store unavailable, retrying in %.1fs: %r", delay, exc)
@@ -199,6 +216,29 @@ class Projector:
                 await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * 2**conflicts)))
         self.failing_since = None
         return dead + [rejection for refused in creates.values() for rejection in refused]
+
+    async def _targets(self) -> Sequence[MongoThreadStore]:
+        """The views to write; a refusal is logged when its reason is new, and kept in
+        :attr:`refused` until targets() hands out views again."""
+        try:
+            stores = await self.targets()
+        except Refused as refusal:
+            if str(refusal) != self.refused:
+                log.error("not writing; the batch waits: %s", refusal)
+            self.refused = str(refusal)
+            raise
+        if self.refused is not None:
+            log.info("writing again; no longer refused: %s", self.refused)
+            self.refused = None
+        return stores
+
+    async def check(self) -> str | None:
+        """Ask targets() once, writing nothing: why this projector may not write now, or None.
+        The readiness probe asks while a refusal stands, so that an idle projector turns ready
+        once the views change."""
+        with contextlib.suppress(Refused):
+            await self._targets()
+        return self.refused
 
     def _retry(self, cause: str, retries: Counter[str]) -> None:
         retries[cause] += 1

@@ -7,8 +7,6 @@ new view)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -21,7 +19,7 @@ from consumers.topics import ensure_topics
 from services.bootstrap import Services
 from services.settings import Settings
 from services.views import ViewCatalog
-from tests.conftest import ROOT, settings_env
+from tests.conftest import run_cli_async
 from tests.fault.harness import ORGS, assert_view_is_the_fold_of_the_log, wait_for_no_lag
 from tests.fault.logs import generate, reference
 from tests.kafka import produce
@@ -30,19 +28,9 @@ pytestmark = pytest.mark.e2e
 
 
 async def cli(settings: Settings, *args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "consumers.rebuild",
-        *args,
-        env=settings_env(settings),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(process.communicate(), 240)
-    assert process.returncode == 0, out.decode()
-    return out.decode()
+    done = await run_cli_async("consumers.rebuild", settings, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
 
 
 async def test_rebuild_and_swap_while_events_flow_and_clients_read(
@@ -105,9 +93,9 @@ async def test_rebuild_and_swap_while_events_flow_and_clients_read(
     # the handover held open for 2 s while events arrive: they must reach the new view
     real_finish = ViewCatalog.finish_swap
 
-    async def slow_finish(catalog: ViewCatalog, name: str, previous: str) -> None:
+    async def slow_finish(catalog: ViewCatalog, *args: Any) -> None:
         await asyncio.sleep(2)
-        await real_finish(catalog, name, previous)
+        await real_finish(catalog, *args)
 
     monkeypatch.setattr(ViewCatalog, "finish_swap", slow_finish)
     swap_summary = await swap(services, "next", JsonLines())

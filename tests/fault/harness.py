@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+from consumers.topics import ensure_topics
 from services.bootstrap import Services
 from services.documents import from_document
 from services.projection import ThreadState, view
@@ -13,10 +14,17 @@ from services.query import Scope, ThreadQuery
 from services.settings import Settings
 from tests.families import assert_every_family_answers_exactly
 from tests.families import expected as listed_ids
-from tests.fault.logs import comparable
-from tests.kafka import lag, read_all
+from tests.fault.logs import Log, comparable
+from tests.kafka import lag, produce, read_all
 
 ORGS = tuple(f"org_{n}" for n in range(5))  # tests.fault.logs' organizations
+
+
+async def published(settings: Settings, log: Log) -> Log:
+    """``log``, produced to the settings' topic (created first, as the project creates it)."""
+    await ensure_topics(settings)
+    await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    return log
 
 
 async def wait_for_no_lag(settings: Settings, deadline: float) -> int:

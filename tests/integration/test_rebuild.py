@@ -28,7 +28,7 @@ from services.projection import FOLD_VERSION, ThreadState, fold, view
 from services.settings import Settings
 from services.views import READY, ViewError
 from tests.conftest import run_cli
-from tests.fault.harness import ORGS, assert_every_list_query_answers, states_of
+from tests.fault.harness import ORGS, assert_every_list_query_answers, published, states_of
 from tests.fault.logs import Log, comparable, generate, reference
 from tests.kafka import lag, produce
 
@@ -53,10 +53,7 @@ def fold_of(records: list[Any], as_of: datetime | None = None) -> dict[str, Thre
 
 @pytest.fixture
 async def log(settings: Settings) -> Log:
-    generated = generate(seed=11, threads=300)
-    await ensure_topics(settings)
-    await produce(settings.kafka_bootstrap_servers, settings.topic, generated.records)
-    return generated
+    return await published(settings, generate(seed=11, threads=300))
 
 
 async def test_a_rebuild_is_the_fold_of_the_whole_log_and_leaves_live_alone(
