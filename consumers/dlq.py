@@ -204,8 +204,13 @@ async def _selected(
 
 
 def _header(record: Record, name: str) -> str | None:
-    """The last header named ``name``, as text."""
-    values = [v for n, v in record.headers if n == name]
+    """The dead-letter header ``name``, as text. The projector's own come last, from the last
+    ``dlq.reason`` on: a producer's header of the same name, among the original headers
+    before them, is not it (a whole copy of a record carrying its own ``dlq.truncated``
+    must still be redriven)."""
+    names = [n for n, _ in record.headers]
+    start = len(names) - 1 - names[::-1].index("dlq.reason") if "dlq.reason" in names else 0
+    values = [v for n, v in record.headers[start:] if n == name]
     return _text(values[-1]) if values else None
 
 

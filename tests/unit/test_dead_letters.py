@@ -50,8 +50,15 @@ reasons = st.builds(
 budgets = st.integers(16 * KiB, 2048 * KiB)
 
 
+def ours(copy: Copy) -> int:
+    """How many of the copy's last headers are the dead-letter path's own (a producer may send
+    headers named ``dlq.*`` too: they come before, with the original headers)."""
+    cut = [n for n, _ in copy.headers[-len(MARKS) :]] == MARKS
+    return len(OWN) + len(MARKS) * cut
+
+
 def named(copy: Copy) -> dict[str, bytes]:
-    return {name: value for name, value in copy.headers if name.startswith("dlq.")}
+    return dict(copy.headers[len(copy.headers) - ours(copy) :])
 
 
 def big(value: int, header_sizes: tuple[int, ...] = (), key: int = 12) -> Record:
@@ -65,6 +72,11 @@ def big(value: int, header_sizes: tuple[int, ...] = (), key: int = 12) -> Record
 @example(big(10, (300 * KiB, 300 * KiB, 300 * KiB)), "invalid_event: x", 512 * KiB)
 @example(big(900 * KiB, key=200 * KiB), "too_large: key", 16 * KiB)
 @example(big(0, tuple(range(2000))), "not_json: many headers", 16 * KiB)
+@example(  # a producer's own headers named like ours: kept as original headers, not read as ours
+    Record("t", 0, 1, b"k", b"v", [("dlq.truncated", b"value"), ("dlq.reason", b"x")], 0),
+    "not_json: x",
+    512 * KiB,
+)
 def test_a_copy_fits_its_budget_and_says_what_it_lacks(
     record: Record, reason: str, budget: int
 ) -> None:
@@ -76,7 +88,7 @@ def test_a_copy_fits_its_budget_and_says_what_it_lacks(
 
     # the dead-letter headers are always there, the reason cut to its limit
     own = named(copy)
-    assert [n for n, _ in copy.headers if n in OWN] == OWN
+    assert [n for n, _ in copy.headers[len(copy.headers) - ours(copy) :]][: len(OWN)] == OWN
     assert own["dlq.topic"] == record.topic.encode()
     assert own["dlq.partition"] == str(record.partition).encode()
     assert own["dlq.offset"] == str(record.offset).encode()
@@ -85,10 +97,10 @@ def test_a_copy_fits_its_budget_and_says_what_it_lacks(
     assert shown == reason or (shown.endswith("…") and reason.startswith(shown[:-1]))
 
     whole = Copy(record.key, record.value, dead_letter_headers(record, reason))
-    original = [h for h in copy.headers if not h[0].startswith("dlq.")]
+    original = copy.headers[: len(copy.headers) - ours(copy)]
     if whole.size <= budget:  # whole whenever it fits
         assert (copy.key, copy.value, original) == (record.key, record.value, record.headers)
-        assert not any(n in MARKS for n, _ in copy.headers)
+        assert ours(copy) == len(OWN)  # no marks of a cut
         return
 
     # else a prefix of each part, and headers that name exactly what was cut
@@ -143,3 +155,13 @@ def test_a_record_that_fits_is_copied_whole() -> None:
     copy = dead_letter(record, "not_json: x", 512 * KiB)
     assert (copy.key, copy.value) == (record.key, record.value)
     assert [n for n, _ in copy.headers] == ["h0", *OWN]
+
+
+def test_the_tool_reads_its_own_headers_not_a_producers_of_the_same_name() -> None:
+    from consumers.dlq import _header
+
+    record = Record("t", 0, 1, b"k", b"v", [("dlq.truncated", b"value"), ("dlq.reason", b"x")], 0)
+    copy = dead_letter(record, "not_json: x")
+    stored = Record("t.dlq", 0, 0, copy.key, copy.value, copy.headers, 0)
+    assert _header(stored, "dlq.truncated") is None  # a whole copy: redriven
+    assert _header(stored, "dlq.reason") == "not_json: x"
