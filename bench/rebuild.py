@@ -157,7 +157,8 @@ async def one_round(r: int, base: Settings, client: Any, progress: Progress, arg
                 f"  rebuild  {found['rebuild']:>9,.0f} events/s: {done['records']:,} records in "
                 f"{found['wall']:.1f}s wall, phases {done['seconds']}, peak RSS {found['rss']:.0f}"
                 f" MiB; view {source.name}: {got[0]:,} threads, {got[1]:,} messages "
-                f"({'as generated' if got == want else f'MISMATCH: generated {want}'})",
+                f"({'as generated' if got == want else f'MISMATCH: generated {want}'}); "
+                f"memory {done.get('memory')}",
                 flush=True,
             )
         else:

@@ -17,17 +17,25 @@ import asyncio
 import contextlib
 import os
 import resource
-import socket
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from consumers.progress import Reporter
-from consumers.replay import Job, Tally, init_worker, rebuild_partition, worker_context
+from consumers.replay import (
+    Job,
+    Tally,
+    init_worker,
+    rebuild_partition,
+    retrying,
+    worker_context,
+)
 from consumers.topics import Offsets, reader, topic_offsets
+from services import owners
 from services.bootstrap import Services
 from services.projection import FOLD_VERSION
+from services.store import transient
 from services.views import (
     BUILDING,
     FAILED,
@@ -39,8 +47,7 @@ from services.views import (
     collection_of,
 )
 
-HEARTBEAT = 2.0  # seconds between progress writes to the catalog
-STALE = timedelta(seconds=30)  # a building view without a heartbeat for this long was abandoned
+HEARTBEAT = owners.HEARTBEAT  # seconds between progress writes to the catalog
 
 # The memory budget (run --memory-mb) is for all of the rebuild's processes: each worker gets
 # an equal share of what the rebuild's own process leaves, keeps WORKER_MB of it for itself
@@ -58,28 +65,8 @@ def abandoned(view: View, now: datetime | None = None) -> bool:
     """A rebuild that stopped (interrupted, failed, or its process died) and left its view."""
     if view.state in (INTERRUPTED, FAILED):
         return True
-    if view.state != BUILDING:
-        return False
-    if view.owner.get("host") == socket.gethostname() and not _alive(view.owner.get("pid")):
-        return True
     beat = view.heartbeat_at or view.created_at
-    return (now or datetime.now(UTC)) - beat > STALE  # its host is another, or it hangs
-
-
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return view.state == BUILDING and owners.dead(view.owner, beat, now)
 
 
 def truncation_warning(topic: str, offsets: Offsets) -> str | None:
@@ -227,7 +214,7 @@ async def _start(
             end=offsets.end,
             done=[p for p, o in offsets.end.items() if o <= offsets.begin[p]],
             heartbeat_at=datetime.now(UTC),
-            owner=_owner(),
+            owner=owners.me(),
         )
         await catalog.create(view)
         return view
@@ -251,7 +238,7 @@ async def _start(
         "partition's checkpoint"
     )
     await catalog.update(
-        name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=_owner()
+        name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=owners.me()
     )
     existing.state = BUILDING
     return existing
@@ -297,7 +284,7 @@ async def _load(
             for future in finished:
                 results[futures[future]] = future.result()
                 view.done.append(futures[future])
-                await services.catalog.update(view.name, done=view.done)
+                await retrying(lambda: services.catalog.update(view.name, done=view.done))
             reporter.advance(done)
             if time.monotonic() - beat > HEARTBEAT:
                 beat = time.monotonic()
@@ -312,6 +299,10 @@ async def _load(
 
 
 async def _heartbeat(services: Services, name: str, reporter: Reporter) -> None:
-    await services.catalog.update(
-        name, heartbeat_at=datetime.now(UTC), progress=reporter.snapshot()
-    )
+    try:
+        await services.catalog.update(
+            name, heartbeat_at=datetime.now(UTC), progress=reporter.snapshot()
+        )
+    except Exception as exc:
+        if not transient(exc):
+            raise  # else the next one may get through; the workers wait for the store too

@@ -7,16 +7,17 @@ and by the swap's catch-up (small ranges, applied through the projector's load-f
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 import resource
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -28,14 +29,18 @@ from services.events import Event, LogPosition
 from services.projection import ThreadState, fold
 from services.projector import Record
 from services.settings import Settings
-from services.store import MongoThreadStore
+from services.store import MongoThreadStore, transient
 from services.views import ViewCatalog
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 FETCH = {
     "max_partition_fetch_bytes": 8 * 1024 * 1024,
     "fetch_max_bytes": 16 * 1024 * 1024,
     "fetch_max_wait_ms": 100,
 }
+STORE_PATIENCE = 300.0  # seconds a worker waits for an unavailable store before it fails
 READ_BATCH = 5000  # records folded between two looks at the memory budget
 WRITE_CHUNK = 1000  # states merged into the view per round trip
 
@@ -218,10 +223,12 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
     catalog = ViewCatalog(database)
 
     async def flush(offset: int) -> None:
-        await _absorb(store, states, job.partition, tally)
+        tally.add(await retrying(lambda: _absorb(store, states, job.partition)))
         failpoints.reach("rebuild.flushed", _parent)  # merged, checkpoint not yet written
         checkpoint = {"offset": offset, "counts": tally.as_dict()}
-        await catalog.update(job.view, **{f"checkpoint.{job.partition}": checkpoint})
+        await retrying(
+            lambda: catalog.update(job.view, **{f"checkpoint.{job.partition}": checkpoint})
+        )
         states.clear()
         footprint.clear()
 
@@ -243,22 +250,35 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
     return {"counts": tally.as_dict(), "peak_rss_mb": peak_mb}
 
 
-async def _absorb(
-    store: MongoThreadStore, states: dict[str, ThreadState], partition: int, tally: Tally
-) -> None:
+async def _absorb(store: MongoThreadStore, states: dict[str, ThreadState], partition: int) -> Tally:
+    """Merge ``states`` into the view; what was written (threads, flushes, merged)."""
     found = list(states.values())
-    if not found:
-        return
+    written = Tally(threads=len(found), flushes=1 if found else 0)
     chunks = [found[i : i + WRITE_CHUNK] for i in range(0, len(found), WRITE_CHUNK)]
     limit = asyncio.Semaphore(2)
 
     async def write(chunk: list[ThreadState]) -> None:
         async with limit:
-            tally.merged += (await store.absorb(chunk, partition)).merged
+            written.merged += (await store.absorb(chunk, partition)).merged
 
     await asyncio.gather(*(write(chunk) for chunk in chunks))
-    tally.threads += len(found)
-    tally.flushes += 1
+    return written
+
+
+async def retrying(work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``, again and again while the store's errors are transient (an election, a
+    restart, the network), for up to STORE_PATIENCE seconds: a flush and a checkpoint are
+    idempotent, and a rebuild should not fail for a store that comes back."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            return await work()
+        except Exception as exc:
+            if not transient(exc) or waited >= STORE_PATIENCE:
+                raise
+            log.warning("store unavailable, retrying in %.1fs: %r", delay, exc)
+            await asyncio.sleep(delay)
+            waited, delay = waited + delay, min(2 * delay, 10.0)
 
 
 def worker_context() -> Any:

@@ -19,12 +19,18 @@ from tests.conftest import ROOT, STACK
 from tests.fault.harness import (
     assert_dead_letters_are_the_poison,
     assert_view_is_the_fold_of_the_log,
+    states_of,
     wait_for_no_lag,
 )
 from tests.fault.logs import generate, reference
 from tests.kafka import create_topic, lag, produce
 
-pytestmark = pytest.mark.fault
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.skipif(  # the store is killed and started again: it must be ours
+        bool(os.environ.get("THREADVIEW_TEST_MONGO_URL")), reason="needs the store of scripts/stack"
+    ),
+]
 
 
 async def wait_for_status(urls: list[str], status: int, deadline: float = 60) -> bool:
@@ -47,9 +53,6 @@ async def wait_for_status(urls: list[str], status: int, deadline: float = 60) ->
 PID_FILE = ROOT / ".cache" / "run" / "ferretdb.pid"
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("THREADVIEW_TEST_MONGO_URL")), reason="needs the store of scripts/stack"
-)
 async def test_store_outage_loses_nothing(
     settings: Settings, services: Services, run_process: Any
 ) -> None:
@@ -95,3 +98,30 @@ async def test_store_outage_loses_nothing(
     assert "store unavailable, retrying" in projector.output()
     await assert_view_is_the_fold_of_the_log(services, expected)
     await assert_dead_letters_are_the_poison(settings, {positions[i] for i in log.poison})
+
+
+async def test_a_rebuild_waits_for_the_store_and_loses_nothing(
+    settings: Settings, services: Services, run_process: Any
+) -> None:
+    # given: a rebuild with a small memory budget (a flush every few hundred threads) running
+    log = generate(seed=5, threads=3000)
+    settings = settings.model_copy(update={"mongo_timeout_ms": 1000})  # fail fast, then retry
+    await create_topic(settings.kafka_bootstrap_servers, settings.topic, 2)
+    await produce(settings.kafka_bootstrap_servers, settings.topic, log.records)
+    rebuild = run_process(
+        "consumers.rebuild", settings, "run", "--name", "through", "--memory-mb", "1", "--json"
+    )
+    deadline = time.monotonic() + 60
+    while '"phase": "fold", "done": ' not in rebuild.output():  # its first progress line
+        assert time.monotonic() < deadline and rebuild.popen.poll() is None, rebuild.output()
+        await asyncio.sleep(0.05)
+
+    # when: the store is killed mid-rebuild and comes back a few seconds later
+    os.kill(int(PID_FILE.read_text()), signal.SIGKILL)
+    await asyncio.sleep(4)
+    await asyncio.to_thread(subprocess.run, [STACK, "up"], check=True, capture_output=True)
+
+    # then: the rebuild waited, finished, and is the fold of the whole log
+    assert await asyncio.to_thread(rebuild.popen.wait, 240) == 0, rebuild.output()[-3000:]
+    assert "store unavailable, retrying" in rebuild.output()
+    assert await states_of(services, "through") == reference(log)
