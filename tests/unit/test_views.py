@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.build import STALE, abandoned
+from consumers.build import abandoned
 from consumers.progress import Rate
+from services.owners import STALE
 from services.views import BUILDING, FAILED, INTERRUPTED, READY, View, ViewError, check_name
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
