@@ -43,6 +43,7 @@ from services.views import (
     READY,
     View,
     ViewError,
+    building,
     check_name,
     collection_of,
 )
@@ -63,10 +64,9 @@ def states_budget(memory_mb: int, workers: int) -> int:
 
 def abandoned(view: View, now: datetime | None = None) -> bool:
     """A rebuild that stopped (interrupted, failed, or its process died) and left its view."""
-    if view.state in (INTERRUPTED, FAILED):
-        return True
-    beat = view.heartbeat_at or view.created_at
-    return view.state == BUILDING and owners.dead(view.owner, beat, now)
+    return view.state in (INTERRUPTED, FAILED) or (
+        view.state == BUILDING and not building(view, now)
+    )
 
 
 def truncation_warning(topic: str, offsets: Offsets) -> str | None:
@@ -240,6 +240,9 @@ async def _start(
     await catalog.update(
         name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=owners.me()
     )
+    if name in (await catalog.pointer()).dropping:  # a drop began: it reads us after its mark
+        await catalog.update(name, state=INTERRUPTED)
+        raise ViewError(f"view {name!r} is being dropped")
     existing.state = BUILDING
     return existing
 

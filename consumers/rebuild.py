@@ -20,7 +20,6 @@ from consumers.progress import reporter
 from consumers.swap import abort as abort_swap
 from consumers.swap import swap as swap_view
 from consumers.topics import committed_offsets, reader, topic_offsets
-from services import owners
 from services.bootstrap import Services, bootstrap
 from services.logs import configure as configure_logging
 from services.projection import FOLD_VERSION
@@ -337,12 +336,7 @@ def drop(name: Annotated[str, typer.Argument(help="a view (`live` is refused)")]
 
     async def work(services: Services) -> str:
         view = await services.catalog.require(name)
-        if view.state == BUILDING and not build.abandoned(view):
-            raise ViewError(
-                f"a rebuild of {view.name!r} is running "
-                f"({owners.describe(view.owner, view.heartbeat_at)}): stop it first"
-            )
-        await services.catalog.drop(name)
+        await services.catalog.drop(name)  # refuses a live, swapping or building view
         return view.name
 
     typer.echo(f"dropped {_run(work)}", err=True)

@@ -168,6 +168,12 @@ class Handover:
         return cls(view, uuid4().hex, owner, now, now)
 
 
+def building(view: View, now: datetime | None = None) -> bool:
+    """A rebuild of ``view`` is running: its entry says building and its owner is alive."""
+    beat = view.heartbeat_at or view.created_at
+    return view.state == BUILDING and not owners.dead(view.owner, beat, now)
+
+
 @dataclass(frozen=True)
 class Pointer:
     live: str
@@ -475,6 +481,15 @@ class ViewCatalog:
                 alias = f" ({LIVE!r} names it)" if name == LIVE else ""
                 raise ViewError(f"{view.name!r} is the live view{alias}: it cannot be dropped")
             raise ViewError(f"{view.name!r} is being swapped in: `swap --abort` first")
+        # a rebuild resuming this view marks its entry building, then looks for this mark
+        # (consumers.build._start): read the entry after the mark, and one of the two refuses
+        again = await self.get(view.name)
+        if again is not None and building(again):
+            await self.pointers.update_one({"_id": LIVE}, {"$pull": {"dropping": view.name}})
+            raise ViewError(
+                f"a rebuild of {view.name!r} is running "
+                f"({owners.describe(again.owner, again.heartbeat_at)}): stop it first"
+            )
         await self.database.drop_collection(view.collection)
         await self.views.delete_one({"_id": view.name})
         await self.pointers.update_one({"_id": LIVE}, {"$pull": {"dropping": view.name}})

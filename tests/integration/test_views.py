@@ -203,6 +203,28 @@ async def test_a_drop_and_a_swap_of_one_view_exclude_each_other(
     assert (await catalog.pointer()).dropping == ()
 
 
+async def test_a_drop_and_a_resumed_rebuild_of_one_view_exclude_each_other(
+    settings: Settings, services: Services
+) -> None:
+    catalog = services.catalog
+    await ensure_topics(settings)
+    # the drop marked the view first: the rebuild resuming it sees the mark and stops
+    await catalog.create(View("r", "threads_r", BUILDING, topic=settings.topic, owner=GONE))
+    await catalog.pointers.update_one({"_id": "live"}, {"$addToSet": {"dropping": "r"}})
+    with pytest.raises(ViewError, match="'r' is being dropped"):
+        await build.run(services, "r", JsonLines(every=60))
+    assert (await catalog.require("r")).state != BUILDING  # the drop, reading it, goes on
+    await catalog.drop("r")
+    assert await catalog.get("r") is None and (await catalog.pointer()).dropping == ()
+    # the rebuild marked it building first (its owner alive): the drop reads that and refuses,
+    # taking its mark back
+    await catalog.create(View("r", "threads_r", BUILDING, owner=ALIVE, heartbeat_at=None))
+    await catalog.update("r", heartbeat_at=datetime.now(UTC))
+    with pytest.raises(ViewError, match="a rebuild of 'r' is running"):
+        await catalog.drop("r")
+    assert (await catalog.pointer()).dropping == () and await catalog.get("r") is not None
+
+
 async def test_status_settles_a_flip_whose_catalog_update_was_killed(
     settings: Settings, services: Services
 ) -> None:
