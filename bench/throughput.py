@@ -53,7 +53,11 @@ from tests.fault.logs import generate
 from tests.kafka import create_topic, delete_topics, lag, produce
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECTORS = {"threadview": "consumers.projector", "naive": "bench.naive_projector"}
+PROJECTORS = {
+    "threadview": "consumers.projector",
+    "naive": "bench.naive_projector",
+    "connector": "bench.connector_projector",  # --peers: bulk upserts, no read, weaker rules
+}
 LOG_ORGS = tuple(f"org_{n}" for n in range(5))  # generate()'s organizations
 PARTITIONS = 6
 CHUNK = 1000
@@ -244,8 +248,11 @@ async def suite(
     rounds: int,
     cap: float,
     patience: float = 600,
+    peers: tuple[str, ...] = ("naive",),
 ) -> tuple[Results, dict[str, Any]]:
-    """Every size and round, the two projectors alternating; the runs, and what was run."""
+    """Every size and round, threadview and its ``peers`` alternating; the runs, and what was
+    run."""
+    names = ("threadview", *peers)
     run_id = uuid4().hex[:8]
     base = Settings(
         kafka_bootstrap_servers=kafka,
@@ -259,7 +266,7 @@ async def suite(
     log = generate(seed=11, threads=threads)
     await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
     progress = Progress(base.kafka_bootstrap_servers, base.topic)
-    results: Results = {k: {n: [] for n in PROJECTORS} for k in sizes}
+    results: Results = {k: {n: [] for n in names} for k in sizes}
     limits = argparse.Namespace(cap=cap, patience=patience)
     try:
         await produce(base.kafka_bootstrap_servers, base.topic, log.records)
@@ -272,7 +279,7 @@ async def suite(
         )
         for size in sizes:
             for round_ in range(rounds):
-                for name in PROJECTORS:
+                for name in names:
                     settings = base.model_copy(
                         update={
                             "consumer_group": f"bench-{run_id}-{name}-{size}-{round_}",
@@ -321,12 +328,27 @@ async def main() -> None:
         help="stop a run this many seconds after its first commit (the naive projector)",
     )
     parser.add_argument("--patience", type=float, default=600, help="longest run, seconds")
+    parser.add_argument(
+        "--peers", default="naive", help="naive and/or connector (bench/connector_projector.py)"
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    peers = tuple(args.peers.split(","))
+    if unknown := set(peers) - set(PROJECTORS) - {"threadview"}:
+        parser.error(f"unknown peers {sorted(unknown)}: naive, connector")
     results, _ = await suite(
-        args.kafka, args.mongo_url, sizes, args.threads, args.rounds, args.cap, args.patience
+        args.kafka, args.mongo_url, sizes, args.threads, args.rounds, args.cap, args.patience, peers
     )
     report(results, args)
+    if "connector" in peers:
+        for size in results:
+            fast, peer = (
+                median([r.steady for r in results[size][n]]) for n in ("threadview", "connector")
+            )
+            print(
+                f"{size:>8} stored: threadview / connector-style peer {ratio(fast, peer):.2f}x "
+                f"({fast:,.0f} vs {peer:,.0f} events/s steady)"
+            )
 
 
 def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -> None:
@@ -345,6 +367,8 @@ def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -
     )
     print(header)
     print("-" * len(header))
+    if not all("naive" in runs for runs in results.values()):
+        return  # the table compares with the naive projector
     for size in results:
         fast, slow = rate(size, "threadview"), rate(size, "naive")
         times = ratio(fast, slow)
