@@ -233,8 +233,8 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
         footprint.clear()
 
     consumer = reader(settings, **FETCH)
-    await consumer.start()
     try:
+        await consumer.start()
         tp, bounds = TopicPartition(settings.topic, job.partition), Bounds.from_settings(settings)
         async for records in read_range(consumer, tp, job.start, job.stop, READ_BATCH):
             footprint.update(states, fold_records(states, records, job.as_of, tally, bounds))

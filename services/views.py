@@ -453,8 +453,9 @@ class ViewCatalog:
         )
         return list(todo)
 
-    async def drop(self, name: str) -> None:
-        """Delete a view and its collection; never the live one, nor one a swap is taking live.
+    async def drop(self, name: str) -> str:
+        """Delete a view and its collection; never the live one, nor one a swap is taking live,
+        nor one a rebuild is building; return the view's name (``live`` resolved).
 
         ``live`` names the live view here too, so ``drop live`` is refused like its name. A drop
         and a swap of one view exclude each other by marks on the pointer, each set by one
@@ -493,3 +494,4 @@ class ViewCatalog:
         await self.database.drop_collection(view.collection)
         await self.views.delete_one({"_id": view.name})
         await self.pointers.update_one({"_id": LIVE}, {"$pull": {"dropping": view.name}})
+        return view.name
