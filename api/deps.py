@@ -19,6 +19,8 @@ _api_key_header = APIKeyHeader(
 
 async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
+    if problem := await services.unmigrated():  # looked at again every few seconds
+        raise ApiError(503, problem, "api_error", code="store_not_migrated")
     return services
 
 

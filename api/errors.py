@@ -11,11 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from pymongo.errors import PyMongoError
+from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 from starlette.exceptions import HTTPException
 
 from services.store import CursorNotFound, transient
-from services.threads import Forbidden
+from services.threads import Forbidden, TooWide
 
 log = logging.getLogger("threadview.api")
 
@@ -70,12 +70,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "Invalid parameter: limit outside 1-100, order not asc/desc, malformed boolean, "
-        "or a cursor naming no thread you can see.",
+        "a cursor naming no thread you can see, or a request over more organizations than one "
+        "request may read (code too_wide: pass organization_id).",
         401: "Missing, unknown or revoked X-API-Key.",
         403: "organization_id names an organization the key does not belong to.",
         500: "An internal or store error other than unavailability; the message names an "
         "error id, which the API's log gives with the cause.",
-        503: "The store is unreachable or did not answer in time; retry later.",
+        414: "The request target (path and query) is too long.",
+        431: "The request headers are too large.",
+        503: "The store is unreachable or did not answer within the API's time limit (code "
+        "query_timeout), or the API is at its limit of requests in flight (code overloaded); "
+        "retry after the Retry-After header's seconds.",
     }.items()
 }
 
@@ -109,18 +114,30 @@ def install(app: FastAPI) -> None:
         )
         return error_response(403, detail)
 
+    @app.exception_handler(TooWide)
+    async def too_wide(_: Request, exc: TooWide) -> JSONResponse:
+        return error_response(400, invalid(str(exc), "organization_id", "too_wide").detail)
+
     @app.exception_handler(PyMongoError)
     async def store_error(_: Request, exc: PyMongoError) -> JSONResponse:
         # 503 only for what may pass by itself (services.store.transient, the projector's
         # rule too: connection, selection, time limits, elections); a refused query is a 500
-        if not transient(exc):
+        if not transient(exc) and not exc.timeout:
             return internal_error(exc)
         log.warning("store unavailable: %s: %s", type(exc).__name__, exc)
-        detail = ErrorDetail(
-            message="the thread store is unavailable; retry later",
-            type="api_error",
-            code="store_unavailable",
-        )
+        if exc.timeout and not isinstance(exc, ServerSelectionTimeoutError):
+            # the request's time limit (api.limits): the server's maxTimeMS or the client's
+            detail = ErrorDetail(
+                message="the thread store did not answer within the API's time limit; retry later",
+                type="api_error",
+                code="query_timeout",
+            )
+        else:
+            detail = ErrorDetail(
+                message="the thread store is unavailable; retry later",
+                type="api_error",
+                code="store_unavailable",
+            )
         return error_response(503, detail)
 
     @app.exception_handler(HTTPException)

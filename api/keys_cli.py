@@ -8,6 +8,7 @@ import sys
 
 from services.bootstrap import bootstrap
 from services.settings import get_settings
+from services.views import ViewError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +32,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    services = await bootstrap(get_settings())
+    try:
+        services = await bootstrap(get_settings())
+    except ViewError as exc:  # NotMigrated: the store lacks what this release needs
+        print(f"threadview-keys: {exc}", file=sys.stderr)
+        return 2
     try:
         keys = services.keys
         if args.command == "create":

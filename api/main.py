@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Path
 
-from api import errors, ops
+from api import errors, limits, ops
 from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
@@ -30,13 +32,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.services = await bootstrap(settings)
+        # on a store not migrated for this release: unready (503) until it is (api.deps)
+        app.state.services = await bootstrap(settings, unmigrated=True)
         yield
         await app.state.services.close()
 
-    app = FastAPI(title="threadview", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="threadview",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # the docs are on the ops port (api.ops), and on this one only if asked for
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     errors.install(app)
-    ops.install(app, settings.ready_timeout_ms)
+    totals = limits.install(app, settings)  # before ops: RequestIds wraps it (shed: an id too)
+    ops.install(app, settings)
 
     @app.get("/v1/threads", response_model=ThreadList, responses=errors.ERROR_RESPONSES)
     async def list_threads(
@@ -46,7 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> ThreadList:
         """Retrieve a paginated list of threads with filtering options for assistant,
         organization, and visibility."""
-        page = await thread_page(store, query, caller.scope)
+        with totals.hold() if query.include_total else nullcontext():
+            page = await thread_page(store, query, caller.scope)
         return ThreadList.of(page.data, page.has_more, query.limit, page.total)
 
     @app.get(
@@ -95,16 +109,70 @@ def _without_422(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves the signals to serve(): two share this process, and
+    uvicorn's own capture would give them to the last one started."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(servers: Sequence[uvicorn.Server]) -> None:
+    """Run ``servers`` in this event loop until SIGINT or SIGTERM, or until one of them stops:
+    then every one shuts down gracefully (a second SIGINT forces it, as with uvicorn alone).
+    One that could not start (its port taken, the store's bootstrap failing) stops the others
+    and the process exits with its code, uvicorn's 3."""
+    loop = asyncio.get_running_loop()
+
+    def stop(sig: int) -> None:
+        for server in servers:
+            server.handle_exit(sig, None)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    codes: list[int | str | None] = []
+
+    async def run(server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:
+            codes.append(exc.code)
+        finally:
+            for other in servers:
+                other.should_exit = True
+
+    await asyncio.gather(*(run(server) for server in servers))
+    if codes:
+        raise SystemExit(codes[0])
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    common: dict[str, Any] = {
+        "log_config": None,  # our handlers (services.logs), no colour
+        "access_log": False,  # api.ops logs one line per request, with its id
+    }
+    public = uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
-        log_config=None,  # our handlers (services.logs), no colour
-        access_log=False,  # api.ops logs one line per request, with its id
+        # bounds the request line and headers when run with h11 (httptools has no such bound;
+        # api.limits answers 414/431 below it either way)
+        h11_max_incomplete_event_size=settings.api_max_url_bytes + settings.api_max_header_bytes,
+        **common,
     )
+    internal = uvicorn.Config(
+        ops.create_ops_app(app, settings),
+        host=settings.api_ops_host,
+        port=settings.api_ops_port,
+        lifespan="off",  # the public app's lifespan opens and closes the services both use
+        **common,
+    )
+    with asyncio.Runner(loop_factory=public.get_loop_factory()) as runner:
+        runner.run(serve([_Server(public), _Server(internal)]))
 
 
 if __name__ == "__main__":

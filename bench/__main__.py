@@ -1,6 +1,7 @@
 """The benchmark suite in one command, against the running local stack (scripts/stack up).
 
     python -m bench [--quick] [--only throughput,rebuild,freshness,lists] [--out DIR] [--readme]
+                    [--against GIT-REF]
 
 Runs, in this order, each part as its own module does (their docstrings say exactly how):
 
@@ -15,7 +16,14 @@ Runs, in this order, each part as its own module does (their docstrings say exac
    connections; py-spy samples the API under the heaviest load at the largest size;
 5. memory: the peak RSS of every projector, API and rebuild process run above.
 
-Writes ``results.json`` (every figure, raw), ``README.md`` (the tables), PNG plots and the
+With ``--against REF`` another release runs beside this tree, from a temporary git worktree of
+REF with this venv (bench/worktree.py): its projector as one more throughput peer (the
+``against`` runs of each size, and their ratios), and its projector and API in the freshness
+runs at the goal's rate, alternating with this tree's (``freshness.against``; ``runs`` stay this
+tree's). The memory figures and the goals are this tree's alone.
+
+Writes ``results.json.gz`` (every figure, raw; gzip, so a run's raw data stays small in git),
+``README.md`` (the tables), PNG plots and the
 profiles to ``bench/results/<date>/`` (``--out``); ``--readme`` also puts the goals table into
 the project README between its ``bench:begin``/``bench:end`` markers. ``--quick`` runs every
 part on tiny data in a couple of minutes: CI's smoke test (its figures mean nothing). A part
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import math
 import os
@@ -37,13 +46,14 @@ import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import freshness, load, rebuild, throughput
 from bench.summary import goals, markdown, plots, verdict
+from bench.worktree import described
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +79,8 @@ class Plan:
     list_sizes: list[int] = field(default_factory=lambda: [100_000, 1_000_000])
     list_runs: int = 40
     wrk_seconds: float = 3
-    levels: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    levels: list[int] = field(default_factory=lambda: [int(n) for n in load.LEVELS.split(",")])
+    against: str | None = None  # a git ref run beside this tree (throughput, freshness)
 
 
 QUICK = Plan(
@@ -134,8 +145,11 @@ async def run_throughput(settings: Settings, plan: Plan, out: Path) -> dict[str,
         plan.log_threads,
         plan.throughput_rounds,
         plan.naive_cap,
+        against=plan.against,
     )
     throughput.report(runs, argparse.Namespace(rounds=plan.throughput_rounds, cap=plan.naive_cap))
+    if plan.against:
+        print("\n".join(throughput.beside(runs, "against", plan.against)), flush=True)
     sizes = {
         size: {n: [asdict(r) for r in rs] for n, rs in by.items()} for size, by in runs.items()
     }
@@ -156,17 +170,7 @@ async def run_rebuild(settings: Settings, plan: Plan, out: Path) -> dict[str, An
 
 
 async def run_freshness(settings: Settings, plan: Plan, out: Path) -> dict[str, Any]:
-    runs = []
-    for n in range(plan.fresh_rounds):
-        found = await freshness.run_once(settings, plan.rate, plan.fresh_seconds)
-        print(
-            f"  run {n + 1}: {found['rate_published']:.0f} events/s published; p50 "
-            f"{found['p50'] * 1000:.0f} ms, p99 {found['p99'] * 1000:.0f} ms, max "
-            f"{found['max'] * 1000:.0f} ms; projector {found['rss_projector']:.0f} MiB, "
-            f"API {found['rss_api']:.0f} MiB",
-            flush=True,
-        )
-        runs.append(found)
+    runs, against = await fresh_runs(settings, plan)
     lower = []
     for rate in plan.lower_rates:
         found = await freshness.run_once(settings, rate, min(plan.fresh_seconds, 20))
@@ -189,7 +193,34 @@ async def run_freshness(settings: Settings, plan: Plan, out: Path) -> dict[str, 
         "lower_rates": lower,
         "profiled_run": {k: v for k, v in profiled.items() if k != "points"},
         "profile": profile,
-    }
+    } | ({"against": against} if against else {})
+
+
+async def fresh_runs(
+    settings: Settings, plan: Plan
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """This tree's runs at the goal's rate; with ``plan.against``, alternating with that
+    release's (returned apart, with what was run), so the report's runs stay this tree's."""
+    if not plan.against:
+        return [await fresh_run(settings, plan, n) for n in range(plan.fresh_rounds)], None
+    found = await freshness.compare(
+        settings, [plan.rate], plan.fresh_rounds, plan.fresh_seconds, plan.against
+    )
+    print("\n".join(freshness.compared(found)), flush=True)
+    sides = found.pop("sides")
+    return sides["this"][plan.rate], found | {"runs": sides["against"][plan.rate]}
+
+
+async def fresh_run(settings: Settings, plan: Plan, n: int) -> dict[str, Any]:
+    found = await freshness.run_once(settings, plan.rate, plan.fresh_seconds)
+    print(
+        f"  run {n + 1}: {found['rate_published']:.0f} events/s published; p50 "
+        f"{found['p50'] * 1000:.0f} ms, p99 {found['p99'] * 1000:.0f} ms, max "
+        f"{found['max'] * 1000:.0f} ms; projector {found['rss_projector']:.0f} MiB, "
+        f"API {found['rss_api']:.0f} MiB",
+        flush=True,
+    )
+    return found
 
 
 async def run_lists(settings: Settings, plan: Plan, out: Path) -> list[dict[str, Any]]:
@@ -276,8 +307,9 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(PARTS), help="parts to run, comma-separated")
     parser.add_argument("--out", type=Path, help="default bench/results/<date>[-quick]")
     parser.add_argument("--readme", action="store_true", help="update the README's table")
+    parser.add_argument("--against", help="a git ref run beside this tree: throughput, freshness")
     parser.add_argument(
-        "--render", type=Path, metavar="DIR", help="only rewrite DIR's report from its results.json"
+        "--render", type=Path, metavar="DIR", help="only redraw DIR's report from its raw figures"
     )
     args = parser.parse_args()
     if args.render:
@@ -286,6 +318,11 @@ def main() -> int:
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
         parser.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
+    if args.against:
+        try:  # before any part: a ref that cannot run fails now, not 20 minutes in
+            print(f"against {args.against} = {described(args.against, freshness.ENTRY_POINTS)}")
+        except RuntimeError as error:
+            parser.error(str(error))
     args.date = f"{datetime.now(UTC):%Y-%m-%d}"
     args.out = args.out or ROOT / "bench" / "results" / (args.date + "-quick" * args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +330,8 @@ def main() -> int:
 
 
 async def suite(args: argparse.Namespace) -> int:
-    plan, out, date, parts = QUICK if args.quick else Plan(), args.out, args.date, args.parts
+    plan = replace(QUICK if args.quick else Plan(), against=args.against)
+    out, date, parts = args.out, args.date, args.parts
     settings = Settings()
     started = time.perf_counter()
     backend = await throughput.backend_of(settings.mongo_url)
@@ -314,7 +352,7 @@ async def suite(args: argparse.Namespace) -> int:
             "projector": (results.get("freshness") or {}).get("profile"),
             "api": next((x["profile"] for x in results.get("lists") or [] if x["profile"]), None),
         }
-        (out / "results.json").write_text(json.dumps(jsonable(results), indent=1) + "\n")
+        write_results(out, results)
 
     for part in parts:
         print(f"\n== {part} ==", flush=True)
@@ -342,9 +380,26 @@ def write_report(results: dict[str, Any], out: Path, readme: bool) -> str:
     return report
 
 
+RESULTS = "results.json.gz"
+
+
+def write_results(out: Path, results: dict[str, Any]) -> None:
+    """Every figure, raw, compressed: the tables and plots are what git shows; this is what
+    ``--render`` redraws them from. mtime=0 so the same figures give the same bytes."""
+    raw = (json.dumps(jsonable(results), indent=1) + "\n").encode()
+    (out / RESULTS).write_bytes(gzip.compress(raw, mtime=0))
+
+
+def read_results(out: Path) -> dict[str, Any]:
+    """A run's raw figures: ``results.json.gz``, or the plain ``results.json`` of older runs."""
+    if (out / RESULTS).exists():
+        return json.loads(gzip.decompress((out / RESULTS).read_bytes()))
+    return json.loads((out / "results.json").read_text())
+
+
 def render(out: Path, readme: bool) -> int:
-    """Rewrites a run's report and plots from its results.json (after the report changed)."""
-    results = json.loads((out / "results.json").read_text())
+    """Rewrites a run's report and plots from its raw figures (after the report changed)."""
+    results = read_results(out)
     results["memory"] = memory(results)
     write_report(results, out, readme)
     print(f"rewrote {out / 'README.md'} and its plots")

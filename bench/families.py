@@ -17,12 +17,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.documents import to_document
+from services.documents import to_activity, to_document
 from services.projection import Creation, Register, Stamp, ThreadState
 from services.query import Scope, ThreadQuery
 from tests.families import expected
 
-GENERATION = 1
+GENERATION = 2  # 2: the layout of fold version 3 (activity documents)
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 BIG = "org_big"
 ORGS = (BIG, "org_s1", "org_s2", "org_s3", "org_s4")
@@ -71,10 +71,14 @@ def states(
 
 def documents(
     count: int, seed: int = 7, prefix: str = "thrd_", orgs: Sequence[str] = ORGS
-) -> Iterator[dict[str, Any]]:
-    """The stored documents of :func:`states`, as the projector would write them."""
+) -> Iterator[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The thread and activity documents of :func:`states` (None: a thread without messages
+    has none), as the projector would write them (their message records aside: a page never
+    reads them)."""
     for state in states(count, seed, prefix, orgs):
-        yield to_document(state, 1)
+        count_ = len(state.message_ids)
+        activity = to_activity(state, count_, [], 1) if count_ else None
+        yield to_document(state, 1), activity
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,8 @@ from bench.families import (
 )
 from bench.report import plan_shape, report
 from bench.throughput import backend_of
-from services.bootstrap import Services, bootstrap
+from services.bootstrap import Services, bootstrap, migrate
+from services.migration import expand_view
 from services.query import ThreadQuery
 from services.settings import Settings
 from tests.conftest import free_port, settings_env
@@ -83,21 +84,24 @@ async def load(services: Services, count: int) -> list[Row]:
     started = time.perf_counter()
     rows: list[Row] = []
     if reuse:
-        rows = [Row.of(d) for d in documents(count, SEED)]
+        rows = [Row.of(d) for d, _ in documents(count, SEED)]
         print(f"reusing {store.threads.database.name}: {count} threads already loaded", flush=True)
     else:
         print(f"loading {count} threads into {store.threads.database.name} ...", flush=True)
         await meta.delete_many({})
         await store.threads.drop()
-        await store.ensure_indexes()
+        await store.layout.activity.drop()
+        await expand_view(store.threads.database, store.threads.name, store.descending_indexes)
         generated = documents(count, SEED)
 
         async def loader() -> None:
             # the indexes first, then LOADERS inserts in flight: on DocumentDB, which builds
             # one index at a time on one core, 1.3x faster than indexing after the load
             while chunk := list(itertools.islice(generated, CHUNK)):  # shared: next chunk
-                rows.extend(Row.of(d) for d in chunk)
-                await store.threads.insert_many(chunk, ordered=False)
+                rows.extend(Row.of(d) for d, _ in chunk)
+                await store.threads.insert_many([d for d, _ in chunk], ordered=False)
+                activity = [a for _, a in chunk if a is not None]
+                await store.layout.activity.insert_many(activity, ordered=False)
 
         await asyncio.gather(*(loader() for _ in range(LOADERS)))
         await meta.replace_one({"_id": "paging"}, {"_id": "paging", "params": params}, upsert=True)
@@ -170,6 +174,7 @@ class Served:
 async def serving(settings: Settings, threads: int, prefix: str) -> AsyncIterator[Served]:
     """Loads ``threads`` generated threads (or reuses them), makes an API key of each of
     bench/families.py's KEYS and starts the API on them; undone on the way out."""
+    await migrate(settings)
     services = await bootstrap(settings)
     made: list[str] = []
     api: Api | None = None
@@ -285,7 +290,10 @@ async def main() -> int:
     args = parser.parse_args()
 
     settings = Settings(
-        mongo_url=args.mongo_url, mongo_database=args.database, api_port=free_port()
+        mongo_url=args.mongo_url,
+        mongo_database=args.database,
+        api_port=free_port(),
+        api_ops_port=free_port(),
     )
     backend = await backend_of(settings.mongo_url)
     async with serving(settings, args.threads, "bench-paging-") as served:

@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from consumers.projector import no_decoding
-from services.bootstrap import Services, bootstrap
+from services.bootstrap import Services, bootstrap, migrate
 from services.settings import get_settings
 
 Handler = Callable[[Services, KafkaMessage], Awaitable[None]]
@@ -27,6 +27,7 @@ def peer_app(handle: Handler, **subscriber: Any) -> FastStream:
 
     @app.on_startup
     async def start() -> None:
+        await migrate(settings)  # as threadview-admin migrate does before a deploy
         running["services"] = await bootstrap(settings)
 
     @broker.subscriber(

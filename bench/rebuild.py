@@ -17,10 +17,11 @@ bench.rebuild_log --delete`` deletes these topics. Each round, each in a fresh d
 2. (a) live projector: ``consumers.projector`` from offset 0 into an empty database, measured
    by ``bench.throughput.measure`` exactly as there: the rate between its group's first commit
    and its last, stopped ``--cap`` seconds after the first; the rate from its start beside it.
-3. (b) raw load: the rebuilt collection's documents (read as raw BSON, untimed) inserted into
-   an empty collection with ``insert_many`` (unordered, 1,000 a call, 4 calls in flight), then
-   its indexes created (``MongoThreadStore.ensure_indexes``): documents/s, and events/s
-   equivalents = log records / insert seconds, and / (insert + index) seconds.
+3. (b) raw load: the rebuilt view's documents — thread documents, activity documents and
+   message records (read as raw BSON, untimed) — inserted into empty collections with
+   ``insert_many`` (unordered, 1,000 a call, 4 calls in flight), then the indexes created
+   (``services.migration.expand_view``): documents/s, and events/s equivalents = log records
+   / insert seconds, and / (insert + index) seconds.
 
 With ``--against REF`` each round also runs (c): the rebuild of another release (a git ref,
 checked out in a temporary worktree, run with this venv) on the same log in its own database,
@@ -39,7 +40,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,8 +56,10 @@ from bench.procs import tree_rss
 from bench.rebuild_log import PARTITIONS, delete, plan, publish
 from bench.stats import machine, median, ratio
 from bench.throughput import ROOT, Progress, backend_of, measure, tail
+from bench.worktree import migrate, worktree, worktree_removed
+from services.migration import expand_view
 from services.settings import Settings
-from services.store import MongoThreadStore
+from services.writes import Layout
 from tests.conftest import free_port, settings_env
 
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
@@ -72,6 +74,7 @@ async def rebuild(
     """Runs the rebuild CLI (of the checkout ``tree``) to its exit; its figures and its last
     (``done``) line."""
     command = [sys.executable, "-m", "consumers.rebuild", "run", "--name", name, "--json"]
+    await migrate(settings, tree)  # the tree's own migrate, if it has one (bench.worktree)
     with log.open("wb") as errors:
         started = time.perf_counter()
         process = await asyncio.create_subprocess_exec(
@@ -105,25 +108,47 @@ async def _read(stream: asyncio.StreamReader | None, lines: list[bytes], started
             print(f"    {shown - started:5.0f}s {line.decode().strip()}", flush=True)
 
 
-async def raw_load(source: Any, client: AsyncMongoClient[Any], database: str, desc: bool) -> Any:
-    """Seconds to insert ``source``'s documents into an empty collection, then to index it."""
-    documents = await source.find().to_list()
-    await client[database].create_collection("threads")
-    target = client[database].get_collection("threads", codec_options=RAW)
-    chunks = iter(range(0, len(documents), CHUNK))
+async def raw_load(view: Any, client: AsyncMongoClient[Any], database: str, desc: bool) -> Any:
+    """Seconds to insert the view's documents — its threads, their activity and message
+    records (services.documents) — into empty collections, then to index them; ``view``: the
+    rebuilt view's thread collection (its siblings are found by name)."""
+    source = Layout.of(view.database, view.name)
+    target = Layout.of(client[database], "threads")
+    loads = []
+    for found, into in zip(
+        (source.threads, source.activity, source.messages),
+        (target.threads, target.activity, target.messages),
+        strict=True,
+    ):
+        documents = await found.with_options(codec_options=RAW).find().to_list()
+        await client[database].create_collection(into.name)
+        loads.append((documents, into.with_options(codec_options=RAW)))
+    chunks = iter(
+        (documents, start) for documents, _ in loads for start in range(0, len(documents), CHUNK)
+    )
+    collection_of = {id(documents): into for documents, into in loads}
 
     async def loader() -> None:
-        for start in chunks:  # shared: each call takes the next chunk
-            await target.insert_many(documents[start : start + CHUNK], ordered=False)
+        for documents, start in chunks:  # shared: each call takes the next chunk
+            await collection_of[id(documents)].insert_many(
+                documents[start : start + CHUNK], ordered=False
+            )
 
     started = time.perf_counter()
     await asyncio.gather(*(loader() for _ in range(LOADERS)))
     inserted = time.perf_counter()
-    await MongoThreadStore(client[database], descending_indexes=desc).ensure_indexes()
+    await expand_view(client[database], "threads", desc)
     indexed = time.perf_counter()
-    stored, indexes = await target.count_documents({}), await target.index_information()
-    assert stored == len(documents), f"{stored} documents inserted, not {len(documents)}"
-    return len(documents), inserted - started, indexed - inserted, len(indexes)
+    for documents, into in loads:
+        stored = await into.count_documents({})
+        assert stored == len(documents), f"{stored} documents inserted, not {len(documents)}"
+    count = sum(len(documents) for documents, _ in loads)
+    return (
+        count,
+        inserted - started,
+        indexed - inserted,
+        len(await target.threads.index_information()),
+    )
 
 
 async def one_round(r: int, base: Settings, client: Any, progress: Progress, args: Any) -> Figures:
@@ -150,9 +175,11 @@ async def one_round(r: int, base: Settings, client: Any, progress: Progress, arg
             names = await client[db].list_collection_names()
             [view] = [n for n in names if n.endswith(done["name"])]  # threads_<name>, only one
             source = client[db].get_collection(view, codec_options=RAW)
-            count = {"_id": None, "n": {"$sum": 1}, "m": {"$sum": "$message_count"}}
-            [totals] = await (await source.aggregate([{"$group": count}])).to_list()
-            got, want = (totals["n"], totals["m"]), (args.threads, args.messages)
+            messages = {"_id": None, "m": {"$sum": "$n"}}
+            activity = Layout.of(client[db], view).activity
+            [totals] = await (await activity.aggregate([{"$group": messages}])).to_list()
+            got = (await source.count_documents({}), totals["m"])
+            want = (args.threads, args.messages)
             print(
                 f"  rebuild  {found['rebuild']:>9,.0f} events/s: {done['records']:,} records in "
                 f"{found['wall']:.1f}s wall, phases {done['seconds']}, peak RSS {found['rss']:.0f}"
@@ -286,17 +313,6 @@ async def suite(
         await delete(kafka, base.dlq_topic)
         if args.tree:
             worktree_removed(args.tree)
-
-
-def worktree(ref: str, under: Path) -> Path:
-    """A checkout of ``ref`` beside this one (git worktree), for (c)."""
-    tree = under / "against"
-    subprocess.run(["git", "worktree", "add", "--detach", tree, ref], cwd=ROOT, check=True)
-    return tree
-
-
-def worktree_removed(tree: Path) -> None:
-    subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, check=False)
 
 
 async def main() -> None:

@@ -2,14 +2,21 @@
 the store already holding K unrelated threads.
 
     python -m bench.throughput [--sizes 300,3000,30000] [--threads 1000] [--rounds 1] [--cap 60]
+                               [--peers naive,connector] [--against GIT-REF]
 
 Publishes one generated log (tests/fault/logs.py: retries, disorder, poison) to a fresh topic.
 Then, for each size K and each round, runs threadview's projector (``consumers.projector``)
 and the naive one (``bench.naive_projector``: one store read and one write per event,
-FastStream defaults), alternating, each as its own process with its own consumer group and a
-fresh database. Before a run, ``bootstrap`` creates that database's indexes and K thread
-documents are inserted (ids unlike the log's, in the log's organizations), so the projector
-writes into a collection of that size, as in production.
+FastStream defaults), alternating (the order reversed every other round), each as its own
+process with its own consumer group and a fresh database. Before a run, the projector's own
+release creates that database's catalog and indexes (its ``threadview-keys list``, which
+bootstraps the store) and K thread documents are inserted (ids unlike the log's, in the log's
+organizations), so the projector writes into a collection of that size, as in production.
+
+``--against REF`` adds one more peer, ``against``: REF's own ``consumers.projector``, from a
+temporary git worktree of REF (bench/worktree.py) run with this venv, on the same log at each
+size, its database set up by REF's bootstrap; its rate is printed beside threadview's as a
+ratio. The worktree is removed at the end.
 
 A run lasts from the process start until its group has committed the whole topic, or until
 ``--cap`` seconds after its first commit (the naive projector would need many minutes for the
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import re
 import subprocess
 import sys
@@ -46,9 +54,11 @@ from pymongo import AsyncMongoClient
 from bench.families import documents
 from bench.procs import peak_rss
 from bench.stats import fmt, machine, median, ratio
-from services.bootstrap import bootstrap
+from bench.worktree import described, keys, tree_env, worktree, worktree_removed
 from services.settings import Settings
-from tests.conftest import free_port, settings_env
+from services.views import MAIN, collection_of
+from services.writes import Layout
+from tests.conftest import free_port
 from tests.fault.logs import generate
 from tests.kafka import create_topic, delete_topics, lag, produce
 
@@ -57,6 +67,7 @@ PROJECTORS = {
     "threadview": "consumers.projector",
     "naive": "bench.naive_projector",
     "connector": "bench.connector_projector",  # --peers: bulk upserts, no read, weaker rules
+    "against": "consumers.projector",  # --against: of another release, from its worktree
 }
 LOG_ORGS = tuple(f"org_{n}" for n in range(5))  # generate()'s organizations
 PARTITIONS = 6
@@ -118,23 +129,25 @@ class Progress:
         await self.admin.close()
 
 
-async def prefill(settings: Settings, size: int, seed: int) -> float:
-    """Indexes first (bootstrap, as production starts), then ``size`` unrelated threads."""
+async def prefill(settings: Settings, size: int, seed: int, tree: Path = ROOT) -> float:
+    """Indexes first (the bootstrap of the checkout ``tree``, as production starts: another
+    release's indexes may differ), then ``size`` unrelated threads into ``main``'s collection."""
     started = time.perf_counter()
-    services = await bootstrap(settings)
+    await keys(settings, tree, "list")
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+    layout = Layout.of(client[settings.mongo_database], collection_of(MAIN))
+    threads = layout.threads
     try:
-        chunk: list[dict[str, Any]] = []
-        for document in documents(size, seed=seed, prefix="thrd_pre_", orgs=LOG_ORGS):
-            chunk.append(document)
-            if len(chunk) == CHUNK:
-                await services.store.threads.insert_many(chunk)
-                chunk = []
-        if chunk:
-            await services.store.threads.insert_many(chunk)
-        count = await services.store.threads.count_documents({})
+        generated = documents(size, seed=seed, prefix="thrd_pre_", orgs=LOG_ORGS)
+        while chunk := list(itertools.islice(generated, CHUNK)):
+            await threads.insert_many([document for document, _ in chunk])
+            activity = [a for _, a in chunk if a is not None]  # (a release before 3: unread)
+            if activity:
+                await layout.activity.insert_many(activity)
+        count = await threads.count_documents({})
         assert count == size, f"prefilled {count} threads, not {size}"
     finally:
-        await services.close()
+        await client.close()
     return time.perf_counter() - started
 
 
@@ -155,17 +168,22 @@ class Timeline:
 
 
 async def run(
-    module: str, settings: Settings, progress: Progress, log: Path, cap: float, patience: float
+    module: str,
+    settings: Settings,
+    progress: Progress,
+    log: Path,
+    limits: Any,
+    tree: Path = ROOT,
 ) -> Timeline:
-    """Runs ``module`` until its group has committed the topic, or ``cap`` seconds after its
-    first commit, noting every commit seen."""
-    group = settings.consumer_group
+    """Runs ``module`` of the checkout ``tree`` until its group has committed the topic, or
+    ``limits.cap`` seconds after its first commit, noting every commit seen."""
+    group, cap, patience = settings.consumer_group, limits.cap, limits.patience
     with log.open("wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(  # noqa: ASYNC220 - runs for the whole measurement
             [sys.executable, "-m", module],
-            env=settings_env(settings),
-            cwd=ROOT,
+            env=tree_env(settings, tree),
+            cwd=tree,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -204,12 +222,20 @@ def batches(log: Path) -> tuple[float, float]:
 
 
 async def measure(
-    name: str, settings: Settings, size: int, progress: Progress, logs: Path, args: Any
+    name: str,
+    settings: Settings,
+    size: int,
+    progress: Progress,
+    logs: Path,
+    args: Any,
+    tree: Path = ROOT,
 ) -> Run:
+    """One run of projector ``name`` (of the checkout ``tree``) into a fresh database of
+    ``size`` threads, dropped after."""
     try:
-        filled = await prefill(settings, size, seed=size)
+        filled = await prefill(settings, size, seed=size, tree=tree)
         log = logs / f"{settings.mongo_database}.log"
-        timeline = await run(PROJECTORS[name], settings, progress, log, args.cap, args.patience)
+        timeline = await run(PROJECTORS[name], settings, progress, log, args, tree)
         if timeline.finished:  # every record committed, by the tests' own count too
             left = await lag(
                 settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
@@ -221,7 +247,8 @@ async def measure(
         steady = (
             (first_lag - last_lag) / (last - first) if last > first else done / (last - started)
         )
-        store_ms, batch = batches(log) if name == "threadview" else (float("nan"),) * 2
+        ours = name in ("threadview", "against")  # the batch log is threadview's
+        store_ms, batch = batches(log) if ours else (float("nan"),) * 2
         return Run(
             steady,
             done / (last - started),
@@ -249,10 +276,12 @@ async def suite(
     cap: float,
     patience: float = 600,
     peers: tuple[str, ...] = ("naive",),
+    against: str | None = None,
 ) -> tuple[Results, dict[str, Any]]:
-    """Every size and round, threadview and its ``peers`` alternating; the runs, and what was
-    run."""
-    names = ("threadview", *peers)
+    """Every size and round, threadview and its ``peers`` (and ``against``'s projector, as
+    peer ``against``) alternating; the runs, and what was run."""
+    names = ("threadview", *peers) + ("against",) * bool(against)
+    commit = described(against, (PROJECTORS["against"],)) if against else None
     run_id = uuid4().hex[:8]
     base = Settings(
         kafka_bootstrap_servers=kafka,
@@ -264,29 +293,32 @@ async def suite(
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-throughput-"))
     log = generate(seed=11, threads=threads)
-    await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
     progress = Progress(base.kafka_bootstrap_servers, base.topic)
     results: Results = {k: {n: [] for n in names} for k in sizes}
     limits = argparse.Namespace(cap=cap, patience=patience)
+    tree = worktree(against, logs) if against else ROOT
     try:
+        await create_topic(base.kafka_bootstrap_servers, base.topic, PARTITIONS)
         await produce(base.kafka_bootstrap_servers, base.topic, log.records)
         await progress.start()
         backend = await backend_of(base.mongo_url)
         print(
             f"{backend}; {progress.total} records ({threads} threads) on {PARTITIONS} "
-            f"partitions, topic {base.topic}; {machine()}; projector logs in {logs}",
+            f"partitions, topic {base.topic}; {machine()}; projector logs in {logs}"
+            + (f"; against {against} = {commit}" if against else ""),
             flush=True,
         )
         for size in sizes:
             for round_ in range(rounds):
-                for name in names:
+                for name in names if round_ % 2 == 0 else names[::-1]:
                     settings = base.model_copy(
                         update={
                             "consumer_group": f"bench-{run_id}-{name}-{size}-{round_}",
                             "mongo_database": f"bench_{run_id}_{name}_{size}_{round_}",
                         }
                     )
-                    result = await measure(name, settings, size, progress, logs, limits)
+                    at = tree if name == "against" else ROOT
+                    result = await measure(name, settings, size, progress, logs, limits, at)
                     results[size][name].append(result)
                     print(
                         f"  {size:>6} stored, {name:<10} {result.steady:>7.0f} events/s steady, "
@@ -295,11 +327,14 @@ async def suite(
                         f"prefill {result.prefill:.1f}s; peak RSS {result.rss:.0f} MiB)",
                         flush=True,
                     )
-        about = {"records": progress.total, "threads": threads, "partitions": PARTITIONS}
+        about: dict[str, Any] = {"records": progress.total, "threads": threads}
+        about |= {"partitions": PARTITIONS, "against": against, "commit": commit}
         return results, about | {"rounds": rounds, "cap": cap, "logs": str(logs)}
     finally:
         await progress.stop()
         await delete_topics(base.kafka_bootstrap_servers, f"bench.{run_id}.")
+        if against:
+            worktree_removed(tree)
 
 
 async def backend_of(mongo_url: str) -> str:
@@ -331,24 +366,42 @@ async def main() -> None:
     parser.add_argument(
         "--peers", default="naive", help="naive and/or connector (bench/connector_projector.py)"
     )
+    parser.add_argument("--against", help="a git ref whose projector runs as one more peer")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     peers = tuple(args.peers.split(","))
-    if unknown := set(peers) - set(PROJECTORS) - {"threadview"}:
+    if unknown := set(peers) - {"naive", "connector"}:
         parser.error(f"unknown peers {sorted(unknown)}: naive, connector")
     results, _ = await suite(
-        args.kafka, args.mongo_url, sizes, args.threads, args.rounds, args.cap, args.patience, peers
+        args.kafka,
+        args.mongo_url,
+        sizes,
+        args.threads,
+        args.rounds,
+        args.cap,
+        args.patience,
+        peers,
+        args.against,
     )
     report(results, args)
     if "connector" in peers:
-        for size in results:
-            fast, peer = (
-                median([r.steady for r in results[size][n]]) for n in ("threadview", "connector")
-            )
-            print(
-                f"{size:>8} stored: threadview / connector-style peer {ratio(fast, peer):.2f}x "
-                f"({fast:,.0f} vs {peer:,.0f} events/s steady)"
-            )
+        print("\n".join(beside(results, "connector", "connector-style peer")))
+    if args.against:
+        print("\n".join(beside(results, "against", args.against)))
+
+
+def beside(results: Results, name: str, label: str) -> list[str]:
+    """Per size, threadview's steady rate over peer ``name``'s (medians): the comparison the
+    main table leaves out, it being threadview against the naive projector."""
+    lines = []
+    for size, runs in results.items():
+        fast, peer = (median([r.steady for r in runs[n]]) for n in ("threadview", name))
+        rss = median([r.rss for r in runs[name]])
+        lines.append(
+            f"{size:>8} stored: threadview / {label} {ratio(fast, peer):.2f}x "
+            f"({fast:,.0f} vs {peer:,.0f} events/s steady; its peak RSS {rss:.0f} MiB)"
+        )
+    return lines
 
 
 def report(results: dict[int, dict[str, list[Run]]], args: argparse.Namespace) -> None:

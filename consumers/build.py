@@ -4,9 +4,11 @@ Reads outside any consumer group (the live projector is untouched) and read comm
 the first offsets to the end offsets captured at the start (or, with ``as_was``, to the first
 record appended after that time). Each worker process folds a partition with the same fold as
 the projector, holding states up to its share of the memory budget, then merges them into the
-view (consumers.replay.load_partition) and records a checkpoint; the indexes are built after
-the load. A thread whose records sit on several partitions is merged from all of them, so the
-view is the fold of the whole log however the records were partitioned. The catalog entry
+view (consumers.replay.load_partition) and records a checkpoint; the view's collections and
+indexes are created by the migration's code (services.migration.expand_view: a rebuild runs
+with the admin's store credential), the indexes after the load (on FerretDB before it). A
+thread whose records sit on several partitions is merged from all of them, so the view is the
+fold of the whole log however the records were partitioned. The catalog entry
 records the offsets, the checkpoints and the progress, so an interrupted rebuild resumes where
 it stopped, inside a partition (``run --name`` again), or is removed by ``gc``.
 """
@@ -34,6 +36,7 @@ from consumers.replay import (
 from consumers.topics import Offsets, reader, topic_offsets
 from services import owners
 from services.bootstrap import Services
+from services.migration import expand_view
 from services.projection import FOLD_VERSION
 from services.store import transient
 from services.views import (
@@ -109,13 +112,20 @@ async def run(
     workers = max(1, min(workers, len(pending)))
     budget = states_budget(memory_mb, workers)
     peak: list[int] = []
+    database, descending = services.database, services.descending_indexes
     try:
+        # the view's collections and indexes come from the migration's code (the same DDL as
+        # threadview-admin migrate, so a rebuild runs with the admin's store credential).
+        # DocumentDB builds an index on one core while the other idles, ~27 s for the list
+        # indexes of 100,000 threads; since messages no longer write thread documents (fold
+        # version 3), keeping the indexes up during the fold costs less than that
+        await expand_view(database, view.collection, descending, indexes=descending)
         reporter.phase("fold", total)
         results = await _load(services, view, pending, start, workers, budget, already, reporter)
         peak = [result["peak_rss_mb"] for result in results.values()]
         fold_seconds = time.monotonic() - started
         reporter.phase("indexes")
-        await store.ensure_indexes()
+        await expand_view(database, view.collection, descending)
         threads = await store.threads.count_documents({})
         spread = await store.spread()
     except BaseException as exc:

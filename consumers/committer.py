@@ -11,7 +11,8 @@ or the topic refused would fail the transaction, and the batch would come again 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -35,7 +36,8 @@ class TransactionalCommitter:
     cannot commit offsets in a transaction, and the original headers must go on as bytes.
 
     Args:
-        bootstrap_servers: the Kafka cluster.
+        kafka: the Kafka cluster: its bootstrap servers, or the client options of
+            :func:`consumers.kafka_security.client_options` (security included).
         dlq_topic: where rejected records go.
         group_id: the consumer group whose offsets are committed.
         instance_id: a stable name per projector instance; a restarted instance with the
@@ -48,7 +50,7 @@ class TransactionalCommitter:
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        kafka: str | Mapping[str, Any],
         dlq_topic: str,
         group_id: str,
         instance_id: str | None,
@@ -58,12 +60,17 @@ class TransactionalCommitter:
         self.group_id = group_id
         self.dlq_max_bytes = dlq_max_bytes
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **({"bootstrap_servers": kafka} if isinstance(kafka, str) else kafka),
             client_id="threadview-projector",
             transactional_id=f"threadview-projector-{instance_id or uuid4().hex}",
             enable_idempotence=True,
             acks="all",
             transaction_timeout_ms=15_000,
+            # A transaction that holds only offsets (a batch without dead letters) begun just
+            # after the previous commit meets CONCURRENT_TRANSACTIONS while the broker writes
+            # the previous markers, and aiokafka retries AddOffsetsToTxn after this backoff:
+            # at its default, 100 ms, every few batches' commit took 110 ms instead of 6.
+            retry_backoff_ms=10,
             max_request_size=max(1024 * 1024, dlq_max_bytes),  # aiokafka's default, or more
         )
 

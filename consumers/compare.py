@@ -8,24 +8,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from api.models import Thread
-from services.documents import view_from_document
+from services.representation import Thread
 from services.store import MongoThreadStore
 
 SAMPLE = 10
-
-
-def comparable(document: dict[str, Any]) -> dict[str, Any]:
-    """What a thread is, for comparing views: the API's fields and the set of message ids
-    (not the fold's clocks, nor the revision, which counts writes)."""
-    compared = _view(document)
-    compared["message_ids"] = sorted(document.get("message_ids", []))
-    return compared
-
-
-def _view(document: dict[str, Any]) -> dict[str, Any]:
-    """The API's fields of a document read with ``MongoThreadStore.documents``."""
-    return view_from_document({k: v for k, v in document.items() if k != "message_ids"})
 
 
 @dataclass
@@ -46,42 +32,52 @@ class Difference:
 
 
 async def diff(a: MongoThreadStore, b: MongoThreadStore) -> Difference:
-    """Walk both views in ``_id`` order side by side (memory: one batch of each)."""
+    """Walk both views' listed threads in ``_id`` order side by side (memory: one batch of
+    each)."""
     found = Difference()
-    left, right = aiter(a.documents()), aiter(b.documents())
+    left, right = aiter(_listed(a)), aiter(_listed(b))
     x, y = await anext(left, None), await anext(right, None)
     while x is not None or y is not None:
-        if y is None or (x is not None and x["_id"] < y["_id"]):
+        if y is None or (x is not None and x["id"] < y["id"]):
             assert x is not None
             found.only_a += 1
-            found.note(x["_id"], "only in A")
+            found.note(x["id"], "only in A")
             x = await anext(left, None)
-        elif x is None or y["_id"] < x["_id"]:
+        elif x is None or y["id"] < x["id"]:
             found.only_b += 1
-            found.note(y["_id"], "only in B")
+            found.note(y["id"], "only in B")
             y = await anext(right, None)
         else:
-            ca, cb = comparable(x), comparable(y)
+            ca, cb = x, y
             fields = sorted(k for k in ca.keys() | cb.keys() if ca.get(k) != cb.get(k))
             if fields:
                 found.changed += 1
-                found.note(x["_id"], "changed", fields)
+                found.note(x["id"], "changed", fields)
             else:
                 found.same += 1
             x, y = await anext(left, None), await anext(right, None)
     return found
 
 
+async def _listed(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
+    """The threads a client could see: a thread not created yet (messages or updates only) is
+    compared once it is, since fold version 3 keeps no thread document for messages alone."""
+    async for view in store.documents():
+        if view["listed"]:
+            yield view
+
+
 async def exported(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
     """Every thread the API can list, as the API renders it (JSON values), by id."""
-    async for document in store.documents():
-        view = _view(document)
+    async for view in store.documents():
         if view["listed"]:
             yield Thread.model_validate(view).model_dump(mode="json")
 
 
 async def export(store: MongoThreadStore, out: TextIO, format: str) -> int:
-    """Write the view as JSON lines or CSV (lists and maps as JSON text, null as empty)."""
+    """Write the view as JSON lines or CSV (lists and maps as JSON text, null as empty, a
+    text that a spreadsheet would take for a formula prefixed with ``'``; JSON lines as they
+    are)."""
     count = 0
     writer = csv.DictWriter(out, fieldnames=list(Thread.model_fields)) if format == "csv" else None
     if writer:
@@ -95,7 +91,19 @@ async def export(store: MongoThreadStore, out: TextIO, format: str) -> int:
     return count
 
 
+# what makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    return json.dumps(value) if isinstance(value, dict | list | bool) else value
+    if isinstance(value, dict | list | bool):
+        return json.dumps(value)
+    return neutralised(value) if isinstance(value, str) else value
+
+
+def neutralised(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one that would start a formula (a title
+    ``=HYPERLINK(...)``, ``-1+1``) is prefixed with a single quote, as OWASP advises."""
+    return f"'{text}" if text.startswith(FORMULA_START) else text

@@ -7,6 +7,12 @@ offset to its end offset captured at the start. A record is addressed as ``OFFSE
 topic has one partition (the project creates it so) and as ``PARTITION:OFFSET`` otherwise;
 ``PARTITION:OFFSET`` always works.
 
+Records are read and printed (or re-driven) one by one, never collected: memory holds one
+fetch, whatever the selection's size. What came from a producer (keys, headers, values,
+reasons) is printed with its control characters escaped (services.logs.printable), so a dead
+letter cannot move the cursor, clear the screen or forge a line; ``--json`` prints the same
+values exactly, as JSON with C1 controls escaped too.
+
 ``redrive`` re-publishes dead letters to the events topic, once each: every record it sends is
 marked in the store (collection ``dlq_redriven``, ``_id`` = ``<dlq topic>:<partition>:<offset>``,
 the same text as the ``threadview.redriven_from`` header it adds), and a marked record is
@@ -27,8 +33,9 @@ import base64
 import contextlib
 import json
 import logging
+import re
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -40,10 +47,13 @@ from pymongo.errors import DuplicateKeyError
 
 from consumers import cli
 from consumers.dead_letters import TRUNCATED
+from consumers.kafka_security import client_options
 from consumers.replay import read_range, to_record
 from consumers.topics import Offsets, partitions_of, reader, topic_offsets
 from services.bootstrap import connect
+from services.logs import printable
 from services.projector import Record
+from services.schema import require
 from services.settings import Settings, get_settings
 from services.views import ViewError
 
@@ -170,9 +180,11 @@ async def _open(settings: Settings) -> tuple[AIOKafkaConsumer, Topic]:
         raise
 
 
-async def _read(consumer: AIOKafkaConsumer, topic: Topic, selection: Selection) -> list[Record]:
-    """The selected dead letters, partition by partition, in offset order."""
-    found: list[Record] = []
+async def records(
+    consumer: AIOKafkaConsumer, topic: Topic, selection: Selection
+) -> AsyncIterator[Record]:
+    """The selected dead letters, partition by partition, in offset order, as they are read:
+    at most one fetch (FETCH_RECORDS) is held at a time, whatever the selection's size."""
     for partition in topic.partitions:
         span = selection.span(
             partition, topic.offsets.begin[partition], topic.offsets.end[partition]
@@ -181,13 +193,18 @@ async def _read(consumer: AIOKafkaConsumer, topic: Topic, selection: Selection) 
             continue
         tp = TopicPartition(topic.name, partition)
         async for batch in read_range(consumer, tp, *span, FETCH_RECORDS):
-            found += [r for r in map(to_record, batch) if selection.matches(r)]
-    return found
+            for raw in batch:
+                record = to_record(raw)
+                if selection.matches(record):
+                    yield record
 
 
+@contextlib.asynccontextmanager
 async def _selected(
     settings: Settings, reason: str | None, first: str | None, last: str | None
-) -> tuple[Topic, list[Record]]:
+) -> AsyncIterator[tuple[Topic, AsyncIterator[Record]]]:
+    """The topic and its selected dead letters, to be read while the block runs (a bad
+    ``--from`` or ``--to`` is refused before anything is read)."""
     consumer, topic = await _open(settings)
     try:
         selection = Selection(
@@ -195,7 +212,7 @@ async def _selected(
             topic.parse(first) if first is not None else None,
             topic.parse(last) if last is not None else None,
         )
-        return topic, await _read(consumer, topic, selection)
+        yield topic, records(consumer, topic, selection)
     finally:
         await consumer.stop()
 
@@ -267,8 +284,59 @@ def _short(text: str, width: int = SHORT_REASON) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+_NOT_JSON_SAFE = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
+def _json(value: Any) -> str:
+    """``value`` as JSON on one line, non-ASCII text kept, except what a terminal would act
+    on: JSON escapes C0 controls already, this escapes C1 controls (U+009B opens an ANSI
+    sequence too) and the Unicode line separators. The result is still the same JSON."""
+    return _NOT_JSON_SAFE.sub(
+        lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, default=str, ensure_ascii=False)
+    )
+
+
 def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, default=str, ensure_ascii=False))
+    typer.echo(_json(value))
+
+
+class _Report:
+    """What a command prints, as it goes: records are written as they are read, never held.
+
+    With ``--json``, one JSON object on one line: the fields known at the start, the list of
+    records (``name``), then the fields known at the end. Else a table whose columns start as
+    wide as ``widths`` and widen when a wider cell comes (a row is printed before the next is
+    read); every cell passes through services.logs.printable, since most come from producers.
+    """
+
+    def __init__(
+        self, as_json: bool, head: dict[str, Any], name: str, columns: Sequence[tuple[str, int]]
+    ) -> None:
+        self.as_json, self.count = as_json, 0
+        self.header = [title for title, _ in columns]
+        self.widths = [max(len(title), width) for title, width in columns]
+        if as_json:
+            typer.echo(_json(head)[:-1] + ("," if head else "") + f"{_json(name)}:[", nl=False)
+
+    def add(self, item: dict[str, Any], row: Sequence[str | None]) -> None:
+        if self.as_json:
+            typer.echo(("," if self.count else "") + _json(item), nl=False)
+        else:
+            if not self.count:
+                self._line(self.header)
+            self._line([printable(cell or "") for cell in row])
+        self.count += 1
+
+    def end(self, tail: dict[str, Any]) -> None:
+        if self.as_json:
+            typer.echo("]" + ("," if tail else "") + _json(tail)[1:])
+        elif self.count:
+            typer.echo("")
+
+    def _line(self, cells: Sequence[str]) -> None:
+        self.widths = [max(w, len(c)) for w, c in zip(self.widths, cells, strict=True)]
+        padded = (cell.ljust(width) for cell, width in zip(cells, self.widths, strict=True))
+        typer.echo("  ".join(padded).rstrip())
 
 
 # --- the commands ---
@@ -280,37 +348,40 @@ def list_(
 ) -> None:
     """One line per dead letter, then how many there are per kind of reason."""
     settings = get_settings()
-    topic, records = _run(lambda: _selected(settings, reason, first, last))
-    listed = [_summary(topic, r) for r in records]
-    reasons = Counter(reason_prefix(d["reason"]) for d in listed).most_common()
-    if as_json:
-        _echo_json(
-            {
-                "topic": topic.name,
-                "partitions": len(topic.partitions),
-                "count": len(listed),
-                "reasons": dict(reasons),
-                "dead_letters": listed,
-            }
-        )
-        return
-    if listed:
-        rows = [("OFFSET", "FAILED AT", "REASON", "ORIGIN", "KEY")]
-        rows += [
-            (
-                d["address"],
-                d["failed_at"] or "",
-                _short(d["reason"]),
-                d["origin"],
-                d["key"] or "",
-            )
-            for d in listed
+    _run(lambda: _list(settings, reason, first, last, as_json))
+
+
+async def _list(
+    settings: Settings, reason: str | None, first: str | None, last: str | None, as_json: bool
+) -> None:
+    async with _selected(settings, reason, first, last) as (topic, selected):
+        head = {"topic": topic.name, "partitions": len(topic.partitions)}
+        columns = [
+            ("OFFSET", _address_width(topic)),
+            ("FAILED AT", len("2025-11-17T10:00:00.000+00:00")),
+            ("REASON", SHORT_REASON),
+            ("ORIGIN", len(f"{settings.topic}:0:0000000")),
+            ("KEY", 0),
         ]
-        cli.table(rows)
-        typer.echo("")
-    typer.echo(f"{len(listed)} dead letters in {topic.name}")
-    for prefix, count in reasons:
-        typer.echo(f"  {count:>6}  {prefix}")
+        report = _Report(as_json, head, "dead_letters", columns)
+        reasons: Counter[str] = Counter()
+        async for record in selected:
+            d = _summary(topic, record)
+            reasons[reason_prefix(d["reason"])] += 1
+            row = (d["address"], d["failed_at"], _short(d["reason"]), d["origin"], d["key"])
+            report.add(d, row)
+    counted = reasons.most_common()
+    report.end({"count": report.count, "reasons": dict(counted)} if as_json else {})
+    if not as_json:
+        typer.echo(f"{report.count} dead letters in {topic.name}")
+        for prefix, count in counted:
+            typer.echo(f"  {count:>6}  {printable(prefix)}")
+
+
+def _address_width(topic: Topic) -> int:
+    """How wide the widest address of ``topic`` can be."""
+    last = max(topic.offsets.end.values(), default=0)
+    return len(str(last)) if topic.single else len(f"{max(topic.partitions, default=0)}:{last}")
 
 
 @app.command()
@@ -338,22 +409,28 @@ def show(
     if as_json:
         _echo_json(shown)
         return
+    # as text, every part that came from a producer with its control characters escaped
     typer.echo(f"dead letter {shown['address']} of {topic.name}")
     cli.table(
         [
             ("timestamp", shown["timestamp"]),
-            ("key", shown["key"] or "(none)"),
+            ("key", printable(shown["key"] or "(none)")),
             ("size", f"{shown['size']} bytes"),
         ]
     )
     typer.echo("headers:")
-    cli.table([("  " + h["name"], h["value"] or "") for h in shown["headers"]] or [("  (none)",)])
+    cli.table(
+        [("  " + printable(h["name"]), printable(h["value"] or "")) for h in shown["headers"]]
+        or [("  (none)",)]
+    )
     typer.echo(f"value ({encoding}):")
-    typer.echo(value or "")
+    typer.echo(printable(value or ""))
     if shown["truncated"]:
         typer.echo(
-            f"(a truncated copy, lacking part of its {shown['truncated']}: the whole record, "
-            f"{_header(record, 'dlq.original_size')} bytes of value, is at {_origin(record)})"
+            printable(
+                f"(a truncated copy, lacking part of its {shown['truncated']}: the whole record, "
+                f"{_header(record, 'dlq.original_size')} bytes of value, is at {_origin(record)})"
+            )
         )
 
 
@@ -396,54 +473,64 @@ def redrive(
 ) -> None:
     """Send the selected dead letters back to the events topic, once each."""
     settings = get_settings()
-    topic, outcomes = _run(lambda: _redrive(settings, reason, first, last, dry_run))
-    counts = Counter(o.status for o in outcomes)
+    _run(lambda: _redrive_selected(settings, reason, first, last, dry_run, as_json))
+
+
+async def _redrive_selected(
+    settings: Settings,
+    reason: str | None,
+    first: str | None,
+    last: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Re-drive the selection record by record, each reported as soon as it is done."""
+    async with _selected(settings, reason, first, last) as (topic, selected):
+        head = {"topic": topic.name, "to": settings.topic, "dry_run": dry_run}
+        target = len(f"{settings.topic}:0:0000000")
+        columns = [
+            ("OFFSET", _address_width(topic)),
+            ("STATUS", len(SKIPPED_TRUNCATED)),
+            ("TARGET", target),
+            ("REASON", SHORT_REASON),
+            ("KEY", 0),
+        ]
+        report = _Report(as_json, head, "records", columns)
+        counts: Counter[str] = Counter()
+
+        def done(o: Outcome) -> None:
+            counts[o.status] += 1
+            reason = _reason(o.record)
+            item = {
+                "address": topic.address(o.record),
+                "id": topic.mark_id(o.record),
+                "status": o.status,
+                "target": o.target,
+                "reason": reason,
+                "origin": _origin(o.record),
+                "key": _text(o.record.key),
+            }
+            row = (item["address"], o.status, o.target, _short(reason), item["key"])
+            report.add(item, row)
+
+        await _redrive(settings, topic, selected, dry_run, done)
     summary = {
-        "topic": topic.name,
-        "to": settings.topic,
-        "dry_run": dry_run,
-        "selected": len(outcomes),
+        "selected": report.count,
         "redriven": counts["re-driven"],
         "would_redrive": counts["would re-drive"],
         "already_redriven": counts["already re-driven"],
         "truncated": counts[SKIPPED_TRUNCATED],
     }
+    report.end(summary if as_json else {})
     if as_json:
-        records = [
-            {
-                "address": topic.address(o.record),
-                "id": topic.mark_id(o.record),
-                "status": o.status,
-                "target": o.target,
-                "reason": _reason(o.record),
-                "origin": _origin(o.record),
-                "key": _text(o.record.key),
-            }
-            for o in outcomes
-        ]
-        _echo_json({**summary, "records": records})
         return
-    if outcomes:
-        rows = [("OFFSET", "STATUS", "TARGET", "REASON", "KEY")]
-        rows += [
-            (
-                topic.address(o.record),
-                o.status,
-                o.target or "",
-                _short(_reason(o.record)),
-                _text(o.record.key) or "",
-            )
-            for o in outcomes
-        ]
-        cli.table(rows)
-        typer.echo("")
-    done = (
+    done_text = (
         f"would re-drive {summary['would_redrive']}"
         if dry_run
         else f"re-driven {summary['redriven']}"
     )
     typer.echo(
-        f"selected {len(outcomes)}, {done}, already re-driven (skipped) "
+        f"selected {report.count}, {done_text}, already re-driven (skipped) "
         f"{summary['already_redriven']} ({topic.name} -> {settings.topic})"
     )
     if summary["truncated"]:
@@ -454,23 +541,32 @@ def redrive(
 
 
 async def _redrive(
-    settings: Settings, reason: str | None, first: str | None, last: str | None, dry_run: bool
-) -> tuple[Topic, list[Outcome]]:
-    topic, records = await _selected(settings, reason, first, last)
+    settings: Settings,
+    topic: Topic,
+    selected: AsyncIterator[Record],
+    dry_run: bool,
+    done: Callable[[Outcome], None],
+) -> None:
     await _require_target(settings)
     client, database = connect(settings)
+    try:  # the marks' collection is migrate's to create (services.schema), never ours
+        await require(database, False, views=(), catalog=(MARKS,))
+    except BaseException:
+        await client.close()
+        raise
     marks = database[MARKS]
     producer = None
     if not dry_run:
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **client_options(settings),
             client_id="threadview-dlq",
             enable_idempotence=True,
             acks="all",
         )
         await producer.start()
     try:
-        return topic, [await _redrive_one(topic, r, marks, producer, settings) for r in records]
+        async for record in selected:
+            done(await _redrive_one(topic, record, marks, producer, settings))
     finally:
         if producer is not None:
             await producer.stop()

@@ -1,6 +1,6 @@
 """The projector's Prometheus metrics, beside FastStream's own (KafkaPrometheusMiddleware).
 
-Names are documented in the README's operations section and used by docs/grafana/. Every label
+Names are documented in docs/operations.md and used by docs/grafana/. Every label
 value is bounded whatever producers send: event types become labels only while few and sane
 (:class:`BoundedLabels`), reasons are the fixed rejection codes, partitions are the topic's.
 """

@@ -22,6 +22,7 @@ from faststream.message import StreamMessage
 from prometheus_client import CollectorRegistry, make_asgi_app
 
 from consumers.committer import TransactionalCommitter
+from consumers.kafka_security import broker_security, client_options
 from consumers.metrics import ProjectorMetrics
 from consumers.replay import to_record
 from consumers.topics import ensure_topics
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     )
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id="threadview-projector",
         metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         logger=logging.getLogger("threadview.faststream"),
@@ -135,9 +137,10 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
     @app.on_startup
     async def start() -> None:
         await ensure_topics(settings)
-        services = await bootstrap(settings)
+        # on a store not migrated for this release: unready, writing nothing, until it is
+        services = await bootstrap(settings, unmigrated=True)
         committer = TransactionalCommitter(
-            settings.kafka_bootstrap_servers,
+            client_options(settings),
             settings.dlq_topic,
             settings.consumer_group,
             settings.instance_id,
@@ -161,7 +164,9 @@ def create_app(settings: Settings | None = None) -> AsgiFastStream:
         await running["services"].close()
 
     @broker.subscriber(
-        Topic(settings.topic, num_partitions=settings.topic_partitions),
+        # created (or found) by ensure_topics at start, with the settings a replayable log
+        # needs; FastStream's own attempt needs the CREATE a least-privilege user lacks
+        Topic(settings.topic, declare=False),
         group_id=settings.consumer_group,
         # static membership: a restarted instance takes its partitions back without a
         # rebalance, instead of the group waiting for the dead member's session to expire

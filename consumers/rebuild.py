@@ -1,6 +1,9 @@
 """threadview-rebuild: build views by replaying the log, swap one in, compare, export, list.
 
-Configured by the same THREADVIEW_* variables as the projector and the API.
+Configured by the same THREADVIEW_* variables as the projector and the API. An operator's
+command: `run` creates the new view's collections and indexes with the code of
+`threadview-admin migrate`, so it needs the admin's store credential (THREADVIEW_MONGO_URL), and
+the store migrated for this release.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def run(
     ] = build.DEFAULT_MEMORY_MB,
     as_json: Json = False,
 ) -> None:
-    """Build a view from the whole log (or resume one) without touching the live view."""
+    """Build a view from the whole log (or resume one) without touching the live view; its
+    collections and indexes are made by threadview-admin migrate's code (admin credential)."""
     chosen = name or datetime.now(UTC).strftime("rebuild-%Y%m%d-%H%M%S")
     shown = reporter(as_json)
     times = _time(as_of), _time(as_was)

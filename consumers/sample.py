@@ -9,8 +9,9 @@ from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer
 
+from consumers.kafka_security import client_options
 from consumers.topics import ensure_topics
-from services.settings import get_settings
+from services.settings import Settings, get_settings
 
 
 def cloud_event(
@@ -103,15 +104,13 @@ def sample_events() -> list[dict[str, Any]]:
     return events
 
 
-async def publish(events: list[dict[str, Any]], bootstrap_servers: str, topic: str) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-    )
+async def publish(events: list[dict[str, Any]], settings: Settings) -> None:
+    producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for event in events:
             await producer.send(
-                topic,
+                settings.topic,
                 json.dumps(event).encode(),
                 key=event["subject"].encode(),
                 headers=[("content-type", b"application/cloudevents+json")],
@@ -125,5 +124,9 @@ def main() -> None:
     settings = get_settings()
     events = sample_events()
     asyncio.run(ensure_topics(settings))
-    asyncio.run(publish(events, settings.kafka_bootstrap_servers, settings.topic))
+    asyncio.run(publish(events, settings))
     print(f"published {len(events)} sample events to {settings.topic}")
+
+
+if __name__ == "__main__":
+    main()

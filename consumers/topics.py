@@ -9,8 +9,9 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 
+from consumers.kafka_security import client_options
 from services.settings import Settings
 from services.views import ViewError
 
@@ -45,11 +46,17 @@ async def ensure_topics(settings: Settings) -> None:
             if name in existing:
                 continue
             topic = NewTopic(name, partitions, 1, topic_configs=TOPIC_CONFIG)
-            try:
-                await admin.create_topics([topic])
+            response = await admin.create_topics([topic])
+            (_, code, message), *_ = response.topic_errors
+            if code == 0:
                 log.info("created topic %s (%d partitions)", name, partitions)
-            except TopicAlreadyExistsError:  # another process created it meanwhile
-                pass
+            elif code == TopicAuthorizationFailedError.errno:
+                # a principal with least privilege (README, "Kafka security") may neither
+                # create a topic nor see one it does not use (the dead-letter topic, for a
+                # producer of events): the topics are created by one that may
+                log.warning("topic %s not seen and not created: this Kafka user may not", name)
+            elif code != TopicAlreadyExistsError.errno:  # else created meanwhile by another
+                raise for_code(code)(f"creating topic {name}: {message}")
     finally:
         await admin.close()
 
@@ -75,7 +82,7 @@ def reader(settings: Settings, **config: int) -> AIOKafkaConsumer:
     """A consumer outside any group (nothing committed, the live projector untouched) that
     sees committed records only."""
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **client_options(settings),
         client_id="threadview-rebuild",
         group_id=None,
         enable_auto_commit=False,
@@ -113,9 +120,7 @@ async def topic_offsets(
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, client_id="threadview-admin"
-    )
+    return AIOKafkaAdminClient(**client_options(settings), client_id="threadview-admin")
 
 
 async def committed_offsets(

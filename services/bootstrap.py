@@ -1,8 +1,13 @@
-"""The composition root: builds the store from settings. Nothing connects at import time."""
+"""The composition root: builds the store from settings. Nothing connects at import time.
+
+It creates nothing in the store (``threadview-admin migrate`` does: services.migration); it
+checks that what this release needs is there (services.schema).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -13,16 +18,21 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
+from services import schema
 from services.keys import KeyCache, MongoKeyStore
+from services.migration import Report
+from services.migration import migrate as expand
 from services.projection import FOLD_VERSION
 from services.projector import Refused
 from services.settings import Settings
 from services.store import MongoThreadStore
-from services.views import READY, View, ViewCatalog, ViewError, fold_refusal
+from services.views import LIVE, MAIN, View, ViewCatalog, ViewError, collection_of, fold_refusal
 
 # how long the API keeps serving the view it looked up before it looks again: a swap reaches
 # every API instance within this (each request is answered from one view, old or new)
 POINTER_TTL = 1.0
+# how often a process started on a store not migrated for this release looks again
+RECHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -38,6 +48,31 @@ class Services:
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
     _views: dict[str, View] = field(default_factory=dict)  # by name: collection, fold version
     _served: tuple[float, MongoThreadStore] | None = None
+    # why the store is not ready for this release (services.schema.NotMigrated), or None
+    problem: str | None = None
+    _checked_at: float = 0.0
+
+    async def unmigrated(self) -> str | None:
+        """Why the store lacks what this release needs (None: it has it), looked at again at
+        most every RECHECK_SECONDS while it does: the process turns ready once migrate ran."""
+        if self.problem is None:
+            return None
+        if time.monotonic() - self._checked_at >= RECHECK_SECONDS:
+            self._checked_at = time.monotonic()
+            with contextlib.suppress(PyMongoError):  # the store not answering: said by ping
+                try:
+                    await schema.require(self.database, self.descending_indexes, [self._wanted])
+                    view = await self.catalog.require(self._wanted)
+                except ViewError as exc:  # NotMigrated, or a pinned view not (yet) ready
+                    self.problem = str(exc)
+                else:
+                    self.store = self.store_of(view)
+                    self.problem = None
+        return self.problem
+
+    @property
+    def _wanted(self) -> str:
+        return self.settings.view or LIVE
 
     def store_of(self, view: View) -> MongoThreadStore:
         return self._store_in(view.collection)
@@ -65,6 +100,8 @@ class Services:
             Refused: one of them was built by another fold version than this process folds
                 with (the pointer says which; a pointer older than that field, the catalog).
         """
+        if problem := await self.unmigrated():
+            raise Refused(problem)
         pointer = await self.catalog.pointer()
         views = [await self._view_named(pointer.live)]
         if pointer.next:
@@ -113,29 +150,50 @@ def connect(
     return client, database
 
 
-async def bootstrap(settings: Settings) -> Services:
-    """Connect to the store, record the views, and make sure the served view's indexes exist.
+async def bootstrap(settings: Settings, unmigrated: bool = False) -> Services:
+    """Connect to the store and find the served view, creating nothing.
+
+    Args:
+        settings: the process's.
+        unmigrated: on a store that lacks what this release needs, return services whose
+            :attr:`~Services.problem` says what (the API and the projector start unready and
+            look again) instead of raising.
 
     Raises:
+        NotMigrated: the store lacks what this release needs (``threadview-admin migrate``).
         ViewError: THREADVIEW_VIEW names no ready view.
     """
     client, database = connect(settings)
     try:
-        info = await database.command("buildInfo")
+        descending = await schema.walks_one_way(database)
         catalog = ViewCatalog(database)
-        await catalog.ensure()
-        view = await catalog.require(settings.view or (await catalog.pointer()).live)
-        if view.state != READY:
-            raise ViewError(f"view {view.name!r} is {view.state}, not ready")
-        # FerretDB names itself in buildInfo; its DocumentDB backend walks indexes one way only
-        descending = "ferretdb" in info
+        problem = None
+        try:
+            await schema.require(database, descending, [settings.view or LIVE])
+            view = await catalog.require(settings.view or (await catalog.pointer()).live)
+        except schema.NotMigrated as exc:
+            if not unmigrated:
+                raise
+            problem = str(exc)
+            view = View(MAIN, collection_of(settings.view or MAIN), "unknown")
         store = MongoThreadStore(database, descending, view.collection)
-        await store.ensure_indexes()
     except BaseException:
         await client.close()
         raise
     keys = MongoKeyStore(database)
     cache = KeyCache(keys, settings.key_cache_seconds)
     services = Services(settings, client, database, catalog, store, keys, cache, descending)
-    services._stores[view.collection] = store
+    services.problem, services._checked_at = problem, time.monotonic()
+    if problem is None:
+        services._stores[view.collection] = store
     return services
+
+
+async def migrate(settings: Settings) -> Report:
+    """``threadview-admin migrate`` without the topics: expand the settings' database to what
+    this release needs (services.migration); what it created."""
+    client, database = connect(settings)
+    try:
+        return await expand(database, await schema.walks_one_way(database))
+    finally:
+        await client.close()

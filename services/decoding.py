@@ -23,7 +23,7 @@ Headers = list[tuple[str, bytes]]
 
 _CE_ATTRIBUTES = ("specversion", "id", "type", "source", "subject", "time", "datacontenttype")
 
-# every reason a record is dead-lettered for (README, "The event contract")
+# every reason a record is dead-lettered for (docs/projector.md, "Dead-letter reasons")
 REJECTION_CODES = (
     "missing_key",  # the record has no key: the contract requires the thread id
     "too_large",  # value and headers together over the record limit

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from typing import TextIO
 
@@ -22,6 +23,27 @@ from services.settings import Settings
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+# C0 controls, DEL, C1 controls (U+0085 and U+009B among them), and the Unicode line and
+# paragraph separators: what could end a line, forge another, or steer a terminal (ANSI
+# sequences begin with ESC, U+001B, or CSI, U+009B)
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``, ``\\x1b``,
+    ``\\u2028``): one line, and nothing a terminal would act on. Used wherever text that came
+    from outside (a request path, a producer's key, header or value) is logged or printed."""
+    return _CONTROLS.sub(_escaped, text)
 
 
 class _RequestId(logging.Filter):
@@ -57,7 +79,13 @@ class _Transient(logging.Filter):
 
 
 class _Text(logging.Formatter):
-    """Plain text; a request id, when there is one, ends the line."""
+    """Plain text, one line per event: control characters in the message and its arguments
+    are escaped (services.logs.printable), so a logged value cannot forge a line; a traceback,
+    when there is one, follows on lines of its own. A request id, when there is one, ends the
+    line."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)

@@ -31,7 +31,7 @@ never by which came first, so that even then the state depends on the set of eve
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -51,8 +51,11 @@ T = TypeVar("T")
 
 # Raise it whenever a change to the fold (a rule, a new field) changes the state some log folds
 # to: every view records the version that built it, and the projector warns when the live view
-# was built by another one (rebuild it: see the README's operator section).
-FOLD_VERSION = 2  # 2: the owner rule (first create in log order), creates never update
+# was built by another one (rebuild it: see docs/rebuilding.md).
+# 2: the owner rule (first create in log order), creates never update
+# 3: the layout of issue 17 (services.documents): message ids in a collection of their own,
+#    what every message changes in an activity document beside the thread's
+FOLD_VERSION = 3
 
 # the fields thread.created sets and thread.updated may change, each a last-writer-wins register
 UPDATABLE = ("title", "metadata", "status", "space_ids", "visible_in_ui")
@@ -152,8 +155,15 @@ def first_creation(current: Creation | None, new: Creation) -> Creation:
 @dataclass
 class ThreadState:
     """One thread as folded so far. ``updated_at`` is the latest time of its events other than
-    creates (the view's ``updated_at`` is the later of it and ``created_at``); the registers of
-    UPDATABLE fields hold ``thread.updated`` writes only."""
+    creates and messages (the view's ``updated_at`` is the latest of it, ``last_message_at`` and
+    ``created_at``: what every message changes stays apart from the rest); the registers of
+    UPDATABLE fields hold ``thread.updated`` writes only.
+
+    Messages: ``counted`` distinct messages are known to the store already (it keeps their ids,
+    services.store), and ``message_ids`` holds the ids folded since. A fold from nothing has
+    ``counted == 0`` and every id in ``message_ids``; a state loaded from the store has the
+    store's count and no ids, and the ids a batch folds into it may repeat counted ones until
+    the store has told them apart (``MongoThreadStore.save``). The view counts both."""
 
     id: str
     creation: Creation | None = None
@@ -166,6 +176,7 @@ class ThreadState:
     deleted: Register[bool] | None = None
     last_model: Register[str] | None = None
     message_ids: set[str] = field(default_factory=set)
+    counted: int = 0
     last_message_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -177,7 +188,7 @@ def fold(state: ThreadState | None, events: Iterable[Event]) -> ThreadState:
         state: the thread's state so far, or None for a thread not seen yet.
         events: events of that one thread, in any order, duplicates allowed.
     """
-    folded = replace(state, message_ids=set(state.message_ids)) if state else None
+    folded = copy(state, message_ids=set(state.message_ids)) if state else None
     for event in events:
         if folded is None:
             folded = ThreadState(id=event.subject)
@@ -194,7 +205,8 @@ def _apply(state: ThreadState, event: Event) -> None:
     if isinstance(event, ThreadCreated):  # only the first creation counts, for anything
         state.creation = first_creation(state.creation, creation_of(event))
         return
-    state.updated_at = _latest(state.updated_at, event.time)
+    if not isinstance(event, MessageAdded):
+        state.updated_at = _latest(state.updated_at, event.time)
     match event:
         case ThreadUpdated(data=data):
             for name in UPDATABLE:
@@ -256,6 +268,20 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if b is None else _latest(a, b)
 
 
+def copy(state: ThreadState, **changes: Any) -> ThreadState:
+    """A shallow copy of ``state`` with ``changes``: what ``dataclasses.replace`` does, without
+    its cost (it runs ``__init__``; the write path copies states thousands of times a second)."""
+    copied = object.__new__(ThreadState)
+    copied.__dict__.update(state.__dict__, **changes)
+    return copied
+
+
+def as_counted(state: ThreadState) -> ThreadState:
+    """``state`` as the store gives it back once it has counted its message ids: the count
+    alone (``counted``), no ids."""
+    return copy(state, counted=state.counted + len(state.message_ids), message_ids=set())
+
+
 REGISTER_FIELDS = (*UPDATABLE, "pinned", "deleted", "last_model")
 
 
@@ -268,15 +294,19 @@ def merge(a: ThreadState | None, b: ThreadState | None) -> ThreadState:
     its arguments.
 
     Raises:
-        ValueError: both are None, or they are states of two threads.
+        ValueError: both are None, they are states of two threads, or both hold counted
+            messages (two stored states: their counted sets may overlap, which only the store
+            can tell).
     """
     if a is None or b is None:
         one = b if a is None else a
         if one is None:
             raise ValueError("nothing to merge: two missing states")
-        return replace(one, message_ids=set(one.message_ids))
+        return copy(one, message_ids=set(one.message_ids))
     if a.id != b.id:
         raise ValueError(f"cannot merge thread {a.id} with thread {b.id}")
+    if a.counted and b.counted:
+        raise ValueError(f"cannot merge two stored states of thread {a.id}")
     registers = {name: _later(getattr(a, name), getattr(b, name)) for name in REGISTER_FIELDS}
     creation = b.creation if a.creation is None else a.creation
     if a.creation is not None and b.creation is not None:
@@ -285,6 +315,7 @@ def merge(a: ThreadState | None, b: ThreadState | None) -> ThreadState:
         id=a.id,
         creation=creation,
         message_ids=a.message_ids | b.message_ids,
+        counted=a.counted + b.counted,
         last_message_at=_max(a.last_message_at, b.last_message_at),
         updated_at=_max(a.updated_at, b.updated_at),
         **registers,
@@ -298,7 +329,8 @@ def view(state: ThreadState) -> dict[str, Any]:
     deleted = state.deleted is not None and state.deleted.value
     title, metadata, status, space_ids, visible = (current(state, name) for name in UPDATABLE)
     created_at = creation.stamp.time if creation else None
-    updated_at = max((t for t in (state.updated_at, created_at) if t is not None), default=None)
+    times = (state.updated_at, state.last_message_at, created_at)
+    updated_at = max((t for t in times if t is not None), default=None)
     return {
         "id": state.id,
         "listed": creation is not None,
@@ -314,7 +346,7 @@ def view(state: ThreadState) -> dict[str, Any]:
         "workflow_id": creation.workflow_id if creation else None,
         "title": title.value if title else None,
         "status": status.value if status else "inactive",
-        "message_count": len(state.message_ids),
+        "message_count": state.counted + len(state.message_ids),
         "visible_in_ui": visible.value if visible else True,
         "last_model_used": state.last_model.value if state.last_model else None,
         "is_pinned": pinned,

@@ -1,6 +1,6 @@
 """Applies a batch of Kafka records to the store: decode, fold per thread, write once.
 
-What can go wrong, and what each gets (the README's "The projector" says it for operators):
+What can go wrong, and what each gets (docs/projector.md, "The projector", says it for operators):
 
 - **A record that breaks the contract** (decoding, bounds, a conflicting ``thread.created``):
   a rejection, dead-lettered with the batch's commit. Nothing else waits for it.
@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 from uuid import uuid4
 
 from services.decoding import DEFAULT_BOUNDS, Bounds, Headers, Rejected, Unknown, decode
-from services.events import Event, LogPosition, ThreadCreated
+from services.events import Event, LogPosition, MessageAdded, ThreadCreated
 from services.projection import ThreadState, create_conflict, creation_of, first_creation, fold
 from services.projection import log_order as _log_order
-from services.store import MongoThreadStore, WriteConflict, transient
+from services.store import MongoThreadStore, Stored, WriteConflict, transient
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ def only(store: MongoThreadStore) -> Targets:
 
 
 Items = dict[str, list[tuple[Record, Event]]]  # per thread, its events with their records
+
+
+def _counts(event: Event) -> bool:
+    """Whether the event changes the activity document alone (services.documents)."""
+    return isinstance(event, MessageAdded)
 
 
 @dataclass
@@ -276,9 +281,11 @@ class Projector:
         first view written decides which are dead-lettered, and every view folds the same:
         a losing create changes nothing.
         """
-        stored = await store.load(list(items))
+        messages = {t for t, batch in items.items() if any(_counts(e) for _, e in batch)}
+        others = [t for t, batch in items.items() if not all(_counts(e) for _, e in batch)]
+        stored = await store.load(list(items), threads=others, activity=list(messages))
         found = _Pass()
-        writes: list[tuple[ThreadState, int | None]] = []
+        writes: list[tuple[ThreadState, Stored | None]] = []
         for thread_id, batch in items.items():
             current = stored.get(thread_id)
             state = current.state if current else None
@@ -295,14 +302,12 @@ class Projector:
                 kept.append(event)
             folded = fold(state, kept) if kept else state
             if folded is not None and (current is None or folded != current.state):
-                writes.append((folded, current.rev if current else None))  # redeliveries: none
+                writes.append((folded, current))  # redeliveries: none but their message ids
         found.written = len(writes)
-        wid = uuid4().hex
         try:
-            await store.save(writes, wid)
-        except WriteConflict:
-            ids = [state.id for state, _ in writes]
-            found.conflicted = set(ids) - await store.written_by(wid, ids)
+            await store.save(writes, uuid4().hex)
+        except WriteConflict as conflict:
+            found.conflicted = conflict.threads
         except Exception as exc:  # noqa: BLE001 - told apart below
             if transient(exc):
                 raise
@@ -311,7 +316,7 @@ class Projector:
 
     @staticmethod
     async def _one_by_one(
-        store: MongoThreadStore, writes: list[tuple[ThreadState, int | None]], found: _Pass
+        store: MongoThreadStore, writes: list[tuple[ThreadState, Stored | None]], found: _Pass
     ) -> None:
         """After a bulk write the store refused: find the threads it refuses on their own.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -56,12 +57,34 @@ class ThreadQuery:
     include_total: bool = False
 
 
+@dataclass
+class Budget:
+    """What one request may spend in the store. The API gives each request its own (api/limits.py,
+    in ``BUDGET``); a caller without one (tools, benchmarks' driver runs) is not bounded."""
+
+    max_walks: int  # index walks one list request may read (services.threads)
+    total_cap: int  # include_total counts at most this many threads (services.store)
+    # the store's note for the response: "eq" (the total is exact), "gte" (it reached the cap)
+    total_relation: str | None = None
+
+
+BUDGET: ContextVar[Budget | None] = ContextVar("threadview_budget", default=None)
+
+
 @dataclass(frozen=True, order=True)
 class Position:
     """Where a thread stands in the list order."""
 
     created_at: datetime
     id: str
+
+
+# The version in every list index's name (services.schema): bump it whenever the keys of
+# ``ListIndex`` change, so that no name is ever reused with other keys. A release's migrate
+# adds its indexes beside the older ones, which processes of the previous release still hint,
+# and `threadview-admin contract` drops the older ones once no such process runs. Version 0:
+# the unversioned names of the releases before migrations (list_org, ...).
+INDEX_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -74,7 +97,7 @@ class ListIndex:
     @property
     def name(self) -> str:
         fields = "_".join(f.removesuffix("_id") for f in self.leading) or "org"
-        return f"list_{fields}" + ("_desc" if self.descending else "")
+        return f"list_v{INDEX_VERSION}_{fields}" + ("_desc" if self.descending else "")
 
     @property
     def keys(self) -> list[tuple[str, int]]:

@@ -3,46 +3,50 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 import bson
-from pymongo import IndexModel, InsertOne, UpdateOne
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import (
-    BulkWriteError,
     ConnectionFailure,
-    DuplicateKeyError,
     ExecutionTimeout,
     OperationFailure,
     PyMongoError,
     WaitQueueTimeoutError,
 )
 
-from services.documents import VIEW_PROJECTION, from_document, to_document, view_from_document
+from services.documents import (
+    ACTIVITY_PROJECTION,
+    VIEW_PROJECTION,
+    of_old_layout,
+    view_from_document,
+)
 from services.projection import ThreadState
 from services.projection import merge as merge_states
 from services.query import (
+    BUDGET,
     Plan,
     Position,
     Scope,
     ThreadQuery,
-    list_indexes,
     merge,
     plan,
     visible_filter,
 )
+from services.writes import BATCH_BYTES, Layout, Stored, WriteConflict, by_id
+from services.writes import load as load_threads
+from services.writes import save as save_threads
 
-INDEX_NOT_FOUND = 27
-BATCH_BYTES = 16 * 1024 * 1024  # the most a server puts in one batch of a find
+__all__ = ["Absorbed", "CursorNotFound", "MongoThreadStore", "Page", "Stored", "WriteConflict"]
+
 # The most a thread's view fields (what a page reads) can weigh: the contract bounds them to
 # ~100 kB (a 1,000-character title, 16 metadata pairs of 64 + 512 characters, 100 space ids of
 # 128, at most 4 bytes a character); ten times that, for documents written outside the contract.
 MAX_VIEW_BYTES = 1024 * 1024
-DUPLICATE_KEY = 11000
 # server errors that say "not now" rather than "never": elections, shutdowns, network trouble
 # behind a mongos or a FerretDB, time limits (MongoDB's error_codes.yml)
 TRANSIENT_CODES = frozenset(
@@ -69,17 +73,6 @@ class CursorNotFound(Exception):
     def __init__(self, param: str) -> None:
         super().__init__(f"{param} names no thread you can see")
         self.param = param
-
-
-class WriteConflict(Exception):
-    """Another writer changed a thread since it was loaded: reload, refold and write again."""
-
-
-@dataclass(frozen=True)
-class Stored:
-    state: ThreadState
-    rev: int
-    parts: tuple[int, ...] = ()  # the partitions a rebuild merged into it (clock.parts)
 
 
 @dataclass
@@ -113,91 +106,37 @@ class MongoThreadStore:
         descending_indexes: bool = False,
         collection: str = "threads",
     ) -> None:
-        self.threads = database[collection]
+        self.layout = Layout.of(database, collection)
+        self.threads = self.layout.threads
         self.descending_indexes = descending_indexes
 
-    async def ensure_indexes(self, attempts: int = 5) -> None:
-        """Create the indexes the queries need and drop list indexes no query uses any more.
-
-        Idempotent, so processes starting together may all run it; on FerretDB their DDL can
-        deadlock in PostgreSQL, and the loser tries again.
-        """
-        for attempt in range(attempts):
-            try:
-                await self._ensure_indexes()
-                return
-            except OperationFailure:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(0.2 * (attempt + 1))
-
-    async def _ensure_indexes(self) -> None:
-        wanted = list_indexes(self.descending_indexes)
-        names = {index.name for index in wanted}
-        async for existing in await self.threads.list_indexes():
-            if existing["name"].startswith("list_") and existing["name"] not in names:
-                try:
-                    await self.threads.drop_index(existing["name"])
-                except OperationFailure as exc:
-                    if exc.code != INDEX_NOT_FOUND:  # else another process dropped it first
-                        raise
-        await self.threads.create_indexes([IndexModel(i.keys, name=i.name) for i in wanted])
-
-    async def load(self, thread_ids: Sequence[str]) -> dict[str, Stored]:
-        """The stored state of each of ``thread_ids`` that exists, with its revision."""
-        found: dict[str, Stored] = {}
-        async for document in self.threads.find({"_id": {"$in": list(thread_ids)}}):
-            parts = tuple(document["clock"].get("parts", ()))
-            found[document["_id"]] = Stored(from_document(document), document["rev"], parts)
-        return found
+    async def load(
+        self,
+        thread_ids: Sequence[str],
+        threads: Sequence[str] | None = None,
+        activity: Sequence[str] | None = None,
+    ) -> dict[str, Stored]:
+        """The stored threads among ``thread_ids`` (services.writes.load)."""
+        return await load_threads(self.layout, thread_ids, threads, activity)
 
     async def save(
         self,
-        writes: Sequence[tuple[ThreadState, int | None]],
+        writes: Sequence[tuple[ThreadState, Stored | None]],
         wid: str | None = None,
         parts: dict[str, list[int]] | None = None,
-    ) -> None:
-        """Write each state if its document is still at the given revision (None: absent).
+    ) -> set[str]:
+        """Write each state over what was loaded of it (None: nothing), each document
+        conditional on its revision (services.writes, which says why the count stays exact);
+        the threads that had something to write.
 
-        One round trip for the whole batch, each write found by ``_id`` and marked with the
-        writer's token ``wid``. Raises :class:`WriteConflict` when any write was refused; some
-        others may have been applied, which :meth:`written_by` tells (a revision number alone
-        cannot: a stale writer at the same revision computes the same next one). Any other
-        error is the server's or the documents' (see :func:`transient`). ``parts``: per thread,
-        the partitions a rebuild has merged into it, kept in ``clock.parts``.
+        Raises :class:`WriteConflict`, naming the threads whose writes were refused (the others
+        went through); any other error is the server's or the documents' (see
+        :func:`transient`). ``wid``: the writer's token, marking what it wrote; ``parts``: per
+        thread, the partitions a rebuild has merged into it, kept in ``clock.parts``.
         """
         if not writes:
-            return
-        operations: list[InsertOne[dict[str, Any]] | UpdateOne] = []
-        for state, rev in writes:
-            document = to_document(state, 1 if rev is None else rev + 1)
-            document["wid"] = wid or uuid4().hex
-            if parts is not None:
-                document["clock"]["parts"] = parts[state.id]
-            if rev is None:
-                operations.append(InsertOne(document))
-            else:  # $set of every field: the same as a replacement
-                del document["_id"]
-                operations.append(UpdateOne({"_id": state.id, "rev": rev}, {"$set": document}))
-        try:
-            result = await self.threads.bulk_write(operations, ordered=False)
-        except DuplicateKeyError as exc:  # another writer inserted the thread first
-            raise WriteConflict(str(exc)) from exc
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if errors and all(e.get("code") == DUPLICATE_KEY for e in errors):
-                raise WriteConflict(str(exc)) from exc
-            raise
-        matched = result.inserted_count + result.matched_count
-        if matched != len(operations):
-            raise WriteConflict(
-                f"{len(operations) - matched} of the batch's threads changed under us"
-            )
-
-    async def written_by(self, wid: str, thread_ids: Sequence[str]) -> set[str]:
-        """Which of ``thread_ids`` hold the write of the writer token ``wid``."""
-        found = self.threads.find({"_id": {"$in": list(thread_ids)}, "wid": wid}, {"_id": True})
-        return {document["_id"] async for document in found}
+            return set()
+        return await save_threads(self.layout, writes, wid or uuid4().hex, parts)
 
     async def probe(self) -> None:
         """One small write to a collection of its own: raises when the store takes no writes
@@ -220,43 +159,48 @@ class MongoThreadStore:
         absorbed = Absorbed()
         while pending:
             stored = await self.load(list(pending))
-            writes: list[tuple[ThreadState, int | None]] = []
+            writes: list[tuple[ThreadState, Stored | None]] = []
             parts: dict[str, list[int]] = {}
             for thread_id, state in pending.items():
                 current = stored.get(thread_id)
-                if current is None:
-                    writes.append((state, None))
-                    parts[thread_id] = [part]
-                    continue
-                merged = merge_states(current.state, state)
-                if merged == current.state and part in current.parts:
-                    continue  # absorbed already (a resumed rebuild)
-                writes.append((merged, current.rev))
-                parts[thread_id] = sorted({*current.parts, part})
-            wid, ids = uuid4().hex, [state.id for state, _ in writes]
+                merged = state if current is None else merge_states(current.state, state)
+                writes.append((merged, current))
+                parts[thread_id] = sorted({*(current.parts if current else ()), part})
             try:
-                await self.save(writes, wid, parts)
-                done = set(ids)
-            except WriteConflict:
-                done = await self.written_by(wid, ids)
+                written = await self.save(writes, uuid4().hex, parts)
+                refused: set[str] = set()
+            except WriteConflict as conflict:
+                # the others were written: a merged state that changed nothing wrote nothing
+                written, refused = set(pending) - conflict.threads, conflict.threads
                 absorbed.conflicts += 1
-            absorbed.merged += sum(
-                1 for state, rev in writes if rev is not None and state.id in done
-            )
-            pending = {t: pending[t] for t in ids if t not in done}
+            absorbed.merged += sum(1 for t in written if t in stored and t not in refused)
+            pending = {t: pending[t] for t in refused}
         return absorbed
 
     async def spread(self) -> int:
         """How many threads a rebuild found on more than one partition."""
         return await self.threads.count_documents({"clock.parts.1": {"$exists": True}})
 
-    def documents(self, batch_size: int = 2000) -> AsyncCursor[dict[str, Any]]:
-        """Every document of the view, by ``_id`` (for comparing and exporting views)."""
-        return (
-            self.threads.find({}, {"clock": False, "rev": False})
-            .sort("_id", 1)
-            .batch_size(batch_size)
-        )
+    async def documents(self, batch_size: int = 2000) -> AsyncIterator[dict[str, Any]]:
+        """Every thread of the view as :func:`~services.documents.view_from_document` gives
+        it, by ``_id`` (for comparing and exporting views): one batch in memory at a time."""
+        found = self.threads.find({}, VIEW_PROJECTION).sort("_id", 1).batch_size(batch_size)
+        batch: list[dict[str, Any]] = []
+        async for document in found:
+            batch.append(document)
+            if len(batch) == batch_size:
+                for view in await self.views(batch):
+                    yield view
+                batch = []
+        for view in await self.views(batch):
+            yield view
+
+    async def views(self, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The views of thread documents read with ``VIEW_PROJECTION``: their activity
+        documents read in one batch, by ``_id`` (a view of the previous layout needs none)."""
+        wanted = [d["_id"] for d in documents if not of_old_layout(d)]
+        activity = await by_id(self.layout.activity, wanted, ACTIVITY_PROJECTION) if wanted else {}
+        return [view_from_document(d, activity.get(d["_id"])) for d in documents]
 
     async def page(self, query: ThreadQuery, scope: Scope) -> Page:
         """One page of the threads ``query`` selects within ``scope``, in its order.
@@ -268,15 +212,35 @@ class MongoThreadStore:
         count = query.limit + 1
         streams = await asyncio.gather(*(self._stream(chosen, s, count) for s in chosen.streams))
         documents = merge(streams, chosen.descending, count)
-        data = [view_from_document(d) for d in documents[: query.limit]]
+        data = await self.views(documents[: query.limit])
         if chosen.reverse:
             data.reverse()
-        total = None
-        if query.include_total:
-            hint = chosen.index(self.descending_indexes).name
-            counts = [self.threads.count_documents(s, hint=hint) for s in chosen.totals]
-            total = sum(await asyncio.gather(*counts))
+        total = await self._total(chosen) if query.include_total else None
         return Page(data=data, has_more=len(documents) > query.limit, total=total)
+
+    async def _total(self, chosen: Plan) -> int:
+        """The threads the plan's streams select, cursors ignored: each stream counted to the
+        request's cap at most, and one more (services.query.Budget): when one went past it, the
+        total is the cap, a lower bound, and the budget notes ``gte``; otherwise the exact count,
+        ``eq``. A count stops at its limit, in the index walk itself (FerretDB too).
+
+        The ``count`` command, not ``count_documents``'s aggregation: one reply and no cursor,
+        where FerretDB's aggregate costs ~15-30 ms more a walk (docs/ferretdb.md)."""
+        budget = BUDGET.get()
+        command: dict[str, Any] = {"count": self.threads.name}
+        command["hint"] = dict(chosen.index(self.descending_indexes).keys)  # keys: any name
+        if budget is not None:
+            command["limit"] = budget.total_cap + 1
+        database = self.threads.database
+        replies = await asyncio.gather(
+            *(database.command(command | {"query": s}) for s in chosen.totals)
+        )
+        counts = [int(reply["n"]) for reply in replies]
+        if budget is None:
+            return sum(counts)
+        capped = any(count > budget.total_cap for count in counts)
+        budget.total_relation = "gte" if capped else "eq"
+        return budget.total_cap if capped else sum(counts)
 
     async def explain(self, query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
         """The store's plan for each stream of the page, as ``page`` reads it."""
@@ -311,7 +275,8 @@ class MongoThreadStore:
     ) -> AsyncCursor[dict[str, Any]]:
         """One stream: an ordered walk of the index its filters match by equality, at most
         ``count`` threads: in a single batch (a negative limit), or read to its end."""
-        index = chosen.index(self.descending_indexes).name
+        # hinted by keys, not name: an older release's index of the same keys serves too
+        index = chosen.index(self.descending_indexes).keys
         found = self.threads.find(stream, VIEW_PROJECTION).sort(chosen.sort).hint(index)
         return found.batch_size(count).limit(-count if single_batch else count)
 
@@ -335,9 +300,15 @@ class MongoThreadStore:
                 found = await self._walk(chosen, stream, count, single_batch=False).to_list()
         return found
 
+    async def read(self, thread_id: str) -> dict[str, Any] | None:
+        """The thread's view whatever its scope (operators' tools and tests), or None."""
+        document = await self.threads.find_one({"_id": thread_id}, VIEW_PROJECTION)
+        return (await self.views([document]))[0] if document else None
+
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""
-        document = await self.threads.find_one(
-            {"_id": thread_id, **visible_filter(scope)}, VIEW_PROJECTION
+        document, activity = await asyncio.gather(
+            self.threads.find_one({"_id": thread_id, **visible_filter(scope)}, VIEW_PROJECTION),
+            self.layout.activity.find_one({"_id": thread_id}, ACTIVITY_PROJECTION),
         )
-        return view_from_document(document) if document else None
+        return view_from_document(document, activity) if document else None

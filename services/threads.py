@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.query import Scope, ThreadQuery
+from services.query import BUDGET, Scope, ThreadQuery, match_filters
 from services.store import MongoThreadStore, Page
 
 
@@ -14,15 +14,31 @@ class Forbidden(Exception):
         self.param = param
 
 
+class TooWide(Exception):
+    """A list request that would read more index walks than its budget allows."""
+
+    def __init__(self, walks: int, allowed: int) -> None:
+        super().__init__(
+            f"this request would read {walks} index walks (one per organization of the key, "
+            f"times deleted or not, times pinned or not), more than the {allowed} one request "
+            "may: pass organization_id (and is_pinned) to narrow it"
+        )
+        self.walks = walks
+
+
 async def thread_page(store: MongoThreadStore, query: ThreadQuery, scope: Scope) -> Page:
     """One page of the list, exactly as the API spec defines it.
 
     Raises:
         Forbidden: ``organization_id`` names an organization outside the scope.
+        TooWide: the request reads more index walks than the request's budget allows.
         CursorNotFound: a cursor names no thread the scope may see.
     """
     if query.organization_id is not None and query.organization_id not in scope.organization_ids:
         raise Forbidden("organization_id", "you do not belong to that organization")
+    budget = BUDGET.get()
+    if budget is not None and (walks := len(match_filters(query, scope))) > budget.max_walks:
+        raise TooWide(walks, budget.max_walks)
     return await store.page(query, scope)
 
 

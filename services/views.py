@@ -47,6 +47,7 @@ from pymongo.write_concern import WriteConcern
 from services import owners
 from services.failpoints import reach
 from services.projection import FOLD_VERSION
+from services.writes import Layout
 
 MAIN = "main"
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
@@ -272,21 +273,22 @@ class ViewCatalog:
         self.pointers = _majority(database["view_pointer"])
 
     async def ensure(self) -> None:
-        """Point at ``main`` and record it on a first start; never bring ``main`` back later.
+        """Point at ``main`` and record it on the first migrate (services.migration); never
+        bring ``main`` back later.
 
         The pointer is inserted first, then ``main``'s entry, and the entry only while the
         pointer names ``main`` live. So:
 
-        - two processes starting at once on an empty database: each inserts the pointer unless
+        - two migrates running at once on an empty database: each inserts the pointer unless
           it exists (one does; the other's upsert matches it, or meets the unique ``_id`` and
           ignores it) and then, reading it back, sees ``main`` live and inserts the entry unless
           it exists. Each returns with both in place, so neither fails to find ``main``;
-        - a process killed between the two inserts leaves a pointer naming ``main`` without an
-          entry; the next start sees ``main`` live and inserts it;
+        - a migrate killed between the two inserts leaves a pointer naming ``main`` without an
+          entry; the next one sees ``main`` live and inserts it;
         - once a swap made another view live and ``gc`` removed the retired ``main``, the
-          pointer names that view, and no start inserts ``main`` again.
+          pointer names that view, and no migrate inserts ``main`` again.
 
-        What is left: a start that stalls between reading the pointer and inserting the entry
+        What is left: a migrate that stalls between reading the pointer and inserting the entry
         for as long as a whole swap and a ``gc`` of ``main`` take would insert an empty
         ``main`` back. It would be harmless: a ready view that has read nothing, which a swap
         could only take live by catching it up from offset 0 (status lists it; drop removes it).
@@ -491,7 +493,8 @@ class ViewCatalog:
                 f"a rebuild of {view.name!r} is running "
                 f"({owners.describe(again.owner, again.heartbeat_at)}): stop it first"
             )
-        await self.database.drop_collection(view.collection)
+        for collection in Layout.of(self.database, view.collection).names:
+            await self.database.drop_collection(collection)
         await self.views.delete_one({"_id": view.name})
         await self.pointers.update_one({"_id": LIVE}, {"$pull": {"dropping": view.name}})
         return view.name

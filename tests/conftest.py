@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,9 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from services.bootstrap import Services, bootstrap
+from services.bootstrap import Services, bootstrap, migrate
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +32,9 @@ STACK = ROOT / "scripts" / "stack"
 class Servers:
     kafka: str
     mongo_url: str
+    # Kafka's SASL_PLAINTEXT listener with SCRAM users and ACLs: the stack's, or
+    # THREADVIEW_TEST_KAFKA_SASL (with THREADVIEW_TEST_KAFKA_USERS), else none
+    kafka_sasl: str | None = None
 
 
 def _docker_answers() -> bool:
@@ -45,7 +50,7 @@ def servers() -> Iterator[Servers]:
         os.environ.get("THREADVIEW_TEST_MONGO_URL"),
     )
     if kafka and mongo:
-        yield Servers(kafka, mongo)
+        yield Servers(kafka, mongo, os.environ.get("THREADVIEW_TEST_KAFKA_SASL"))
     elif _docker_answers():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.mongodb import MongoDbContainer
@@ -63,9 +68,39 @@ def servers() -> Iterator[Servers]:
         yield Servers(
             f"127.0.0.1:{os.environ.get('KAFKA_PORT', '9092')}",
             f"mongodb://127.0.0.1:{os.environ.get('FERRETDB_PORT', '27017')}",
+            f"127.0.0.1:{os.environ.get('KAFKA_SASL_PORT', '9094')}",
         )
         if was_stopped:
             subprocess.run([STACK, "down"], check=False)
+
+
+@dataclass(frozen=True)
+class SaslKafka:
+    """Kafka's SASL listener and its users' passwords (admin, projector, rebuild, dlq,
+    producer: the ACLs of each are scripts/stack's kafka_acls)."""
+
+    address: str
+    passwords: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def sasl_kafka(servers: Servers) -> SaslKafka:
+    if servers.kafka_sasl is None:
+        pytest.skip(
+            "no Kafka SASL listener: THREADVIEW_TEST_KAFKA_SASL (host:port) and "
+            "THREADVIEW_TEST_KAFKA_USERS (a file as scripts/stack writes) name one"
+        )
+    run = os.environ.get("THREADVIEW_RUN_DIR") or Path(
+        os.environ.get("THREADVIEW_CACHE", ROOT / ".cache"), "run"
+    )
+    users = Path(os.environ.get("THREADVIEW_TEST_KAFKA_USERS") or Path(run, "kafka-users.env"))
+    passwords = {}
+    for line in users.read_text().splitlines():  # THREADVIEW_STACK_KAFKA_<USER>_PASSWORD=...
+        name, _, password = line.partition("=")
+        passwords[
+            name.removeprefix("THREADVIEW_STACK_KAFKA_").removesuffix("_PASSWORD").lower()
+        ] = password
+    return SaslKafka(servers.kafka_sasl, passwords)
 
 
 @pytest.fixture
@@ -87,12 +122,29 @@ def fresh_settings(servers: Servers) -> Settings:
         mongo_database=f"test_{run}",
         api_port=free_port(),
         projector_port=free_port(),
+        api_ops_port=free_port(),
         key_cache_seconds=0,  # revocations apply at once (tests/integration/test_ops.py: cached)
     )
 
 
+_MIGRATED: set[tuple[str, str]] = set()
+# the entry points that need the store migrated (the tests' processes are started after it)
+NEEDS_SCHEMA = ("consumers.projector", "api.main", "api.keys_cli", "consumers.rebuild")
+
+
+def migrated(settings: Settings) -> None:
+    """:func:`migrate`, once per database, from code with or without a running event loop."""
+    where = (settings.mongo_url, settings.mongo_database)
+    if where not in _MIGRATED:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, migrate(settings)).result()
+        _MIGRATED.add(where)
+
+
 @pytest.fixture
 async def services(settings: Settings) -> AsyncIterator[Services]:
+    await migrate(settings)
+    _MIGRATED.add((settings.mongo_url, settings.mongo_database))
     built = await bootstrap(settings)
     yield built
     await built.client.drop_database(settings.mongo_database)
@@ -109,15 +161,24 @@ def free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):  # its str() is asterisks
+            value = value.get_secret_value()
         if value is not None:
             env[f"THREADVIEW_{name.upper()}"] = str(value)
     return env
 
 
 def run_cli(
-    module: str, settings: Settings, *args: str, env: dict[str, str] | None = None
+    module: str,
+    settings: Settings,
+    *args: str,
+    env: dict[str, str] | None = None,
+    migrate: bool = True,
 ) -> subprocess.CompletedProcess[str]:
-    """One of our command-line tools, run to its end with the test's settings (and ``env``)."""
+    """One of our command-line tools, run to its end with the test's settings (and ``env``),
+    on a migrated store unless ``migrate`` is false."""
+    if migrate and module in NEEDS_SCHEMA:
+        migrated(settings)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         env={**settings_env(settings), **(env or {})},
@@ -129,9 +190,15 @@ def run_cli(
 
 
 async def run_cli_async(
-    module: str, settings: Settings, *args: str, env: dict[str, str] | None = None
+    module: str,
+    settings: Settings,
+    *args: str,
+    env: dict[str, str] | None = None,
+    migrate: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """:func:`run_cli` without blocking the event loop (a test producing records meanwhile)."""
+    if migrate and module in NEEDS_SCHEMA:
+        migrated(settings)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -150,7 +217,11 @@ async def run_cli_async(
 class Process:
     """One of our entry points, run as a separate OS process with the test's settings."""
 
-    def __init__(self, module: str, settings: Settings, log: Path, *args: str) -> None:
+    def __init__(
+        self, module: str, settings: Settings, log: Path, *args: str, migrate: bool = True
+    ) -> None:
+        if migrate and module in NEEDS_SCHEMA:  # as scripts/run and docker compose do first
+            migrated(settings)
         self.log = log
         self._file = log.open("wb")
         self.popen = subprocess.Popen(
@@ -184,8 +255,9 @@ class Process:
 def run_process(tmp_path: Path) -> Iterator[Any]:
     started: list[Process] = []
 
-    def run(module: str, settings: Settings, *args: str) -> Process:
-        process = Process(module, settings, tmp_path / f"{module}.{len(started)}.log", *args)
+    def run(module: str, settings: Settings, *args: str, migrate: bool = True) -> Process:
+        log = tmp_path / f"{module}.{len(started)}.log"
+        process = Process(module, settings, log, *args, migrate=migrate)
         started.append(process)
         return process
 
@@ -213,7 +285,7 @@ def api_client(settings: Settings, run_process: Any, service_key: str) -> Iterat
     deadline = time.monotonic() + 30
     while True:
         try:
-            client.get("/openapi.json").raise_for_status()
+            client.get("/healthz").raise_for_status()  # answered once the lifespan has run
             break
         except httpx.HTTPError:
             if process.popen.poll() is not None or time.monotonic() > deadline:

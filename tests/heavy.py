@@ -1,35 +1,34 @@
-"""Threads too heavy for the store: what a very long thread reached before its message ids
-left the document (issue 17), made on purpose to test what a refused write does."""
+"""Thread documents too heavy for the store, made on purpose to test what a refused write
+does. Since message ids left the thread document (issue 17) no contract event makes one grow
+past the server's limit, so the document is written outside the contract: padded to within
+300 bytes of the limit, which any longer title then takes past it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import bson
 
 from consumers.sample import cloud_event
 from services.documents import to_document
-from services.projection import ThreadState, fold
+from services.projection import fold
+from services.store import MongoThreadStore
 from tests.unit.strategies import to_event
 
 LIMIT = 16 * 1024 * 1024  # the server's largest document
 
 
-def nearly_full(thread: str, organization: str = "org_1") -> ThreadState:
-    """A thread whose document is within 300 bytes of the server's limit: three more message
-    ids of 128 characters and no write of it can succeed any more."""
-    owner = {"organization_id": organization, "user_id": "usr_1"}
+async def store_nearly_full(store: MongoThreadStore, thread: str, org: str = "org_1") -> None:
+    """Store a thread whose document is within 300 bytes of the server's limit."""
+    owner = {"organization_id": org, "user_id": "usr_1"}
     created = cloud_event("thread.created", thread, "2025-11-17T10:00:00Z", owner, id=f"{thread}_c")
-    state = fold(None, [to_event(created)])
-    size = _size(state)
-    state.message_ids = {f"{'m' * 100}{i:010d}" for i in range((LIMIT - size) // 130)}
-    size, i = _size(state), len(state.message_ids)
-    while size < LIMIT - 300:  # top it up, in few rounds
-        for _ in range(max(1, (LIMIT - 300 - size) // 140)):
-            state.message_ids.add(f"{'n' * 100}{i:010d}")
-            i += 1
-        size = _size(state)
-    assert LIMIT - 300 <= size < LIMIT
-    return state
+    document = {**to_document(fold(None, [to_event(created)]), 1), "wid": "w" * 32, "pad": ""}
+    document["pad"] = "p" * (LIMIT - 300 - len(bson.encode(document)))
+    assert LIMIT - 300 <= len(bson.encode(document)) < LIMIT
+    await store.threads.insert_one(document)
 
 
-def _size(state: ThreadState) -> int:
-    return len(bson.encode({**to_document(state, 1), "wid": "w" * 32}))
+def longer_title(thread: str, id: str, letter: str) -> dict[str, Any]:
+    """An update no write of a nearly full thread can take: a title of 900 characters."""
+    data = {"title": letter * 900}
+    return cloud_event("thread.updated", thread, "2025-11-17T10:05:00Z", data, id=id)

@@ -4,8 +4,8 @@ No Prometheus and no Grafana needed: the script scrapes the projector's and the 
 every --interval seconds for --seconds, evaluates each panel's own PromQL expression (read from
 threadview.json) over those scrapes, and draws the panels where the dashboard puts them.
 
-    .venv/bin/python docs/grafana/render.py [--projector URL] [--api URL] [--seconds 90]
-        [--out docs/grafana/dashboard.png] [--drive [--key KEY]] [--self-check]
+    .venv/bin/python docs/grafana/render.py [--projector URL] [--api URL] [--api-metrics URL]
+        [--seconds 90] [--out docs/grafana/dashboard.png] [--drive [--key KEY]] [--self-check]
 
 --drive also makes traffic while it samples: realistic thread events published to the events
 topic (THREADVIEW_TOPIC, default threads.events; ~300 events/s over a few hundred threads, 1 %
@@ -1214,7 +1214,7 @@ def demo_key() -> str | None:
 async def run(args: argparse.Namespace, dashboard: dict[str, Any]) -> tuple[list[Scrape], str]:
     targets = {
         "threadview-projector": metrics_url(args.projector),
-        "threadview-api": metrics_url(args.api),
+        "threadview-api": metrics_url(args.api_metrics),
     }
     import httpx
 
@@ -1283,13 +1283,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     projector_port = os.environ.get("THREADVIEW_PROJECTOR_PORT", "8001")
     api_port = os.environ.get("THREADVIEW_API_PORT", "8000")
+    ops_port = os.environ.get("THREADVIEW_API_OPS_PORT", "8002")
     parser.add_argument(
         "--projector",
         default=f"http://127.0.0.1:{projector_port}",
         help="the projector's base URL or /metrics URL",
     )
     parser.add_argument(
-        "--api", default=f"http://127.0.0.1:{api_port}", help="the API's base URL or /metrics URL"
+        "--api", default=f"http://127.0.0.1:{api_port}", help="the API's base URL (its calls)"
+    )
+    parser.add_argument(
+        "--api-metrics",
+        default=f"http://127.0.0.1:{ops_port}",
+        help="the API's ops port, base URL or /metrics URL (its metrics)",
     )
     parser.add_argument("--seconds", type=float, default=90, help="how long to sample")
     parser.add_argument("--interval", type=float, default=2, help="seconds between scrapes")

@@ -3,7 +3,6 @@ against the real servers and must produce its files and sane contents; no timing
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.__main__ import read_results
 from tests.conftest import ROOT, Servers
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +32,7 @@ def test_quick_suite_measures_every_part(servers: Servers, tmp_path: Path) -> No
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    results: dict[str, Any] = read_results(tmp_path)
     assert results["failed"] == {}
     assert set(results["sections"]) == {"throughput", "rebuild", "freshness", "lists"}
 

@@ -1,7 +1,7 @@
 """Chaos: projector processes SIGKILLed mid-stream, restarted, two at once; the view stays exact.
 
 THREADVIEW_CHAOS_THREADS sets the log size: 1000 threads (about 19,500 records) by default, for
-CI; 3000 threads is about 58,000 records (the full run: README, "Fault tests").
+CI; 3000 threads is about 58,000 records (the full run: docs/projector.md, "Fault tests").
 """
 
 from __future__ import annotations

@@ -11,10 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from consumers.sample import cloud_event
 from services.bootstrap import Services
 from services.settings import Settings
-from tests.heavy import nearly_full
+from tests.heavy import longer_title, store_nearly_full
 from tests.kafka import create_topic, lag, produce, structured
 
 pytestmark = pytest.mark.fault
@@ -23,20 +22,12 @@ pytestmark = pytest.mark.fault
 async def test_a_stalled_batch_makes_the_projector_unready_and_commits_nothing(
     settings: Settings, services: Services, run_process: Any
 ) -> None:
-    # given: two threads the store cannot take one more message of, and a batch for both
+    # given: two threads the store cannot take a longer title of, and a batch for both
     for thread in ("thrd_big1", "thrd_big2"):
-        await services.store.save([(nearly_full(thread), None)])
+        await store_nearly_full(services.store, thread)
     await create_topic(settings.kafka_bootstrap_servers, settings.topic, 1)
     records = [
-        structured(
-            cloud_event(
-                "thread.message_added",
-                thread,
-                "2025-11-17T10:05:00Z",
-                {"message_id": letter * 128},
-                id=f"{thread}_{letter}",
-            )
-        )
+        structured(longer_title(thread, f"{thread}_{letter}", letter))
         for letter in "xyz"
         for thread in ("thrd_big1", "thrd_big2")
     ]

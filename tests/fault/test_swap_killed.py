@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from consumers.topics import ensure_topics
-from services.bootstrap import Services, bootstrap
+from services.bootstrap import Services, bootstrap, migrate
 from services.failpoints import VARIABLE
 from services.settings import Settings
 from services.views import MAIN
@@ -58,6 +58,7 @@ async def world(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> A
     size = -(-len(rest) // STEPS)
     await ensure_topics(settings)
     await produce(settings.kafka_bootstrap_servers, settings.topic, log.records[:first])
+    await migrate(settings)
     services = await bootstrap(settings)
     logs = tmp_path_factory.mktemp("swap_killed")
     projector = Process("consumers.projector", settings, logs / "projector.log")
@@ -96,8 +97,13 @@ async def publish(world: World, records: list[Raw], chunk: int = 25) -> None:
         await asyncio.sleep(0.2)
 
 
-async def written(world: World, names: list[str], seconds: float = 3) -> set[str]:
-    """Which of the views have documents changing within ``seconds``, while records arrive."""
+async def written(world: World, names: list[str], seconds: float = 12) -> set[str]:
+    """Which of the views have documents changing within ``seconds``, while records arrive.
+
+    Only creates, pins, deletes and updates change a thread document (a quarter of the records,
+    fold version 3), and a loaded CI machine once let 3 s pass with neither view changed: the
+    wait ends as soon as every view has changed, so only a view expected to stay still costs
+    the whole window."""
     stores = {n: world.services.store_of(await world.services.catalog.require(n)) for n in names}
 
     async def revisions(name: str) -> dict[str, int]:

@@ -180,7 +180,7 @@ async def test_a_dead_letter_redriven_after_its_cause_is_fixed_is_applied_once(
     deadline = time.monotonic() + 60
     thread = None
     while time.monotonic() < deadline:
-        thread = await services.store.threads.find_one({"_id": THREAD})
+        thread = await services.store.read(THREAD)
         if thread is not None and thread.get("message_count") == 1:
             break
         assert projector.popen.poll() is None, projector.output()

@@ -111,7 +111,9 @@ async def test_metrics_logs_and_probes_after_a_known_batch(
         assert len(answered.json()["data"]) == 7
         generated = await client.get("/v1/threads", headers={"X-API-Key": "nope"})
         assert generated.status_code == 401 and len(generated.headers["x-request-id"]) == 32
-        api_metrics = samples((await client.get("/metrics")).text)
+        assert (await client.get("/metrics")).status_code == 404  # on the ops port only
+        ops = f"http://127.0.0.1:{settings.api_ops_port}/metrics"
+        api_metrics = samples((await client.get(ops)).text)
     latency = "http_request_duration_seconds_count"
     route = (("handler", "/v1/threads"), ("method", "GET"))
     assert api_metrics[(latency, (*route, ("status", "200")))] >= 1

@@ -4,7 +4,6 @@ of the matches or a scan of the collection."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,6 @@ import pytest
 from services.bootstrap import Services
 from services.documents import to_document
 from services.projection import Creation, Register, Stamp, ThreadState
-from services.query import list_indexes
 from tests.families import families
 
 pytestmark = pytest.mark.integration
@@ -80,14 +78,3 @@ async def test_the_projector_loads_a_batch_through_the_id_index(crowd: Services)
     seen = set(nodes(explained))
     assert WALKS & seen and not (SORTS | SCANS) & seen, seen
     assert len(await crowd.store.load(ids)) == len(ids)
-
-
-async def test_start_up_replaces_list_indexes_no_query_uses(services: Services) -> None:
-    # given: an index of an earlier release, and two processes starting at once
-    await services.store.threads.create_index([("organization_id", 1)], name="list_by_org")
-    # when
-    await asyncio.gather(services.store.ensure_indexes(), services.store.ensure_indexes())
-    # then
-    names = {i["name"] async for i in await services.store.threads.list_indexes()}
-    wanted = {i.name for i in list_indexes(services.store.descending_indexes)}
-    assert names == wanted | {"_id_"}

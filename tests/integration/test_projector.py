@@ -13,7 +13,7 @@ import pytest
 from consumers.sample import cloud_event
 from services.bootstrap import Services
 from services.projector import Projector, Record, only
-from tests.heavy import nearly_full
+from tests.heavy import longer_title, store_nearly_full
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,8 @@ class Log:
 
 
 async def view_of(services: Services, thread: str) -> dict[str, Any] | None:
-    return await services.store.threads.find_one({"_id": thread}, {"clock": 0, "message_ids": 0})
+    found = await services.store.threads.find_one({"_id": thread}, {"clock": 0, "pad": 0})
+    return None if found is None else {**found, **(await services.store.views([found]))[0]}
 
 
 async def test_poison_is_dead_lettered_and_the_rest_applied(services: Services) -> None:
@@ -134,12 +135,9 @@ async def test_a_create_met_again_in_a_later_batch_is_judged_against_the_stored_
 async def test_a_thread_the_store_refuses_is_dead_lettered_and_the_rest_commits(
     services: Services,
 ) -> None:
-    big = nearly_full("thrd_big")
-    await services.store.save([(big, None)])
+    await store_nearly_full(services.store, "thrd_big")
     log = Log()
-    refused = {
-        log.add(message("thrd_big", f"e{n}", letter * 128)) for n, letter in enumerate("xyz")
-    }
+    refused = {log.add(longer_title("thrd_big", f"e{n}", letter)) for n, letter in enumerate("xyz")}
     log.add(created("thrd_ok", "e3"))
     log.add(message("thrd_ok", "e4", "m1"))
 
@@ -151,16 +149,16 @@ async def test_a_thread_the_store_refuses_is_dead_lettered_and_the_rest_commits(
     ok = await view_of(services, "thrd_ok")
     assert ok and ok["message_count"] == 1
     stored = await view_of(services, "thrd_big")
-    assert stored and stored["message_count"] == len(big.message_ids) and stored["rev"] == 1
+    assert stored and stored["title"] is None and stored["rev"] == 1
 
 
 async def test_a_store_refusing_most_of_a_batch_stalls_it_instead(services: Services) -> None:
     for thread in ("thrd_big1", "thrd_big2"):
-        await services.store.save([(nearly_full(thread), None)])
+        await store_nearly_full(services.store, thread)
     log = Log()
-    for n, letter in enumerate("xyz"):  # each ~145 bytes: together over the 300 left
-        log.add(message("thrd_big1", f"e1{n}", letter * 128))
-        log.add(message("thrd_big2", f"e2{n}", letter * 128))
+    for n, letter in enumerate("xyz"):  # each 900 bytes over the 300 left
+        log.add(longer_title("thrd_big1", f"e1{n}", letter))
+        log.add(longer_title("thrd_big2", f"e2{n}", letter))
     log.add(created("thrd_ok", "e3"))
     projector = Projector(only(services.store), max_backoff=0.5)
     with pytest.raises(TimeoutError):  # it never dead-letters most of a batch

@@ -12,9 +12,10 @@ from consumers.sample import cloud_event
 from services.bootstrap import Services
 from services.decoding import decode
 from services.events import Event
-from services.projection import ThreadState, fold, view
+from services.projection import ThreadState, as_counted, fold, view
 from services.query import Scope, ThreadQuery
 from services.store import WriteConflict
+from tests.fault.harness import stored_states
 
 pytestmark = pytest.mark.integration
 
@@ -52,25 +53,32 @@ async def test_saved_state_loads_back_equal(services: Services) -> None:
     await services.store.save([(state, None)])
     loaded = await services.store.load(["thrd_a", "thrd_missing"])
     assert list(loaded) == ["thrd_a"]
-    assert loaded["thrd_a"].state == state
-    assert loaded["thrd_a"].rev == 1
+    assert loaded["thrd_a"].state == as_counted(state)
+    assert loaded["thrd_a"].rev == loaded["thrd_a"].activity_rev == 1
     assert loaded["thrd_a"].state.last_message_at == datetime(2025, 11, 17, 10, 5, 0, 123000, UTC)
 
 
 async def test_a_stale_revision_is_a_conflict_and_changes_nothing(services: Services) -> None:
-    first = state_of(created("thrd_b", title="one"))
+    first = state_of(created("thrd_b", title="one"), message("thrd_b", 1))
     await services.store.save([(first, None)])
-    second = fold(
-        first, [event("thread.updated", "thrd_b", "2025-11-17T11:00:00Z", {"title": "two"})]
-    )
-    await services.store.save([(second, 1)])
+    stale = (await services.store.load(["thrd_b"]))["thrd_b"]
 
-    with pytest.raises(WriteConflict):
-        await services.store.save([(fold(first, []), 1)])  # written from rev 1, now rev 2
-    with pytest.raises(WriteConflict):
-        await services.store.save([(first, None)])  # "new", but it exists
+    def titled(title: str, at: str) -> ThreadState:
+        return fold(stale.state, [event("thread.updated", "thrd_b", at, {"title": title})])
+
+    await services.store.save([(titled("two", "2025-11-17T11:00:00Z"), stale)])
+    with pytest.raises(WriteConflict) as conflict:  # written from rev 1, now rev 2
+        await services.store.save([(titled("three", "2025-11-17T12:00:00Z"), stale)])
+    assert conflict.value.threads == {"thrd_b"}
+    await services.store.save([(fold(stale.state, [message("thrd_b", 2)]), stale)])
+    with pytest.raises(WriteConflict):  # a message counted from a stale activity revision
+        await services.store.save([(fold(stale.state, [message("thrd_b", 3)]), stale)])
+    again = fold(None, [message("thrd_b", 4)])
+    with pytest.raises(WriteConflict):  # "new", but it exists
+        await services.store.save([(again, None)])
     stored = (await services.store.load(["thrd_b"]))["thrd_b"]
     assert (stored.rev, view(stored.state)["title"]) == (2, "two")
+    assert (stored.activity_rev, stored.state.counted) == (2, 2)
 
 
 def message(subject: str, n: int) -> Event:
@@ -109,7 +117,10 @@ async def test_absorbing_parts_at_once_from_many_writers_gives_the_fold_of_all(
 
     # then: every thread is the fold of all its events, found on the 4 partitions
     loaded = await store.load(threads)
-    assert {t: s.state for t, s in loaded.items()} == {t: state_of(*events[t]) for t in threads}
+    assert {t: s.state for t, s in loaded.items()} == {
+        t: as_counted(state_of(*events[t])) for t in threads
+    }
+    assert await stored_states(store) == {t: state_of(*events[t]) for t in threads}
     assert all(s.parts == (0, 1, 2, 3) for s in loaded.values())
     assert await store.spread() == 50
     assert sum(r.conflicts for r in results) > 0, "no writer ever conflicted: proves little"

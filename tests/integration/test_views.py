@@ -17,7 +17,8 @@ from consumers import build
 from consumers.progress import JsonLines
 from consumers.swap import swap
 from consumers.topics import ensure_topics
-from services.bootstrap import Services, bootstrap
+from services.bootstrap import Services, bootstrap, migrate
+from services.migration import expand_view
 from services.projection import FOLD_VERSION
 from services.settings import Settings
 from services.views import BUILDING, MAIN, READY, View, ViewError
@@ -43,8 +44,10 @@ def status(settings: Settings) -> dict[str, Any]:
 
 
 async def ready_view(services: Services, name: str, **values: Any) -> View:
-    """A catalog entry of a ready view (its collection empty): enough for the guards."""
+    """A catalog entry of a ready view (its collections empty, as a rebuild makes them):
+    enough for the guards."""
     view = View(name, f"threads_{name}", READY, **values)
+    await expand_view(services.database, view.collection, services.descending_indexes)
     await services.catalog.create(view)
     return view
 
@@ -76,7 +79,8 @@ async def test_a_gc_of_the_retired_main_lasts_across_starts(
     collected = cli(settings, "gc", "--json")
     assert json.loads(collected.stdout) == {"removed": [MAIN]}, collected.stderr
 
-    for _ in range(2):  # the API and the projector start again, twice
+    for _ in range(2):  # a migrate (the next release's) and a start, twice
+        await migrate(settings)
         again = await bootstrap(settings)
         await again.close()
     assert [v.name for v in await services.catalog.all()] == ["v2"]
@@ -85,18 +89,20 @@ async def test_a_gc_of_the_retired_main_lasts_across_starts(
     assert await states_of(services, "live") == reference(log)
 
 
-async def test_two_first_starts_at_once_and_a_start_killed_between_its_inserts(
+async def test_two_first_migrates_at_once_and_one_killed_between_its_inserts(
     settings: Settings,
 ) -> None:
     empty = settings.model_copy(update={"mongo_database": f"{settings.mongo_database}_empty"})
+    await asyncio.gather(migrate(empty), migrate(empty))
     both = await asyncio.gather(bootstrap(empty), bootstrap(empty))
     catalog = both[0].catalog
     try:
         assert [v.name for v in await catalog.all()] == [MAIN]
         pointer = await catalog.pointer()
         assert (pointer.live, pointer.fold_version, pointer.swap) == (MAIN, FOLD_VERSION, None)
-        # killed after inserting the pointer, before main's entry: the next start adds it
+        # killed after inserting the pointer, before main's entry: the next migrate adds it
         await catalog.views.delete_many({})
+        await migrate(empty)
         again = await bootstrap(empty)
         await again.close()
         assert [v.name for v in await catalog.all()] == [MAIN]

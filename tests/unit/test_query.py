@@ -163,5 +163,5 @@ def test_one_index_per_combination_of_optional_filters_and_per_direction() -> No
     both = list_indexes(descending_too=True)
     assert len(ascending) == 8 and len(both) == 16
     assert len({i.name for i in both}) == 16
-    assert ListIndex(("user_id", "assistant_id")).name == "list_user_assistant"
+    assert ListIndex(("user_id", "assistant_id")).name == "list_v1_user_assistant"
     assert ListIndex((), descending=True).keys[-2:] == [("created_at", -1), ("_id", -1)]

@@ -1,0 +1,33 @@
+"""The layers' arrows point inwards: the entry points (api/, consumers/) use the core
+(services/), the core uses neither, and neither entry point uses the other."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"services": ("api", "consumers", "bench", "tests"), "consumers": ("api",)}
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level packages a module imports."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_arrow_points_outwards(package: str) -> None:
+    modules = sorted((ROOT / package).rglob("*.py"))
+    assert modules
+    wrong = {
+        str(m.relative_to(ROOT)): sorted(imported(m) & set(FORBIDDEN[package])) for m in modules
+    }
+    assert {m: w for m, w in wrong.items() if w} == {}
