@@ -8,9 +8,9 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
 from api.errors import ApiError
-from services.bootstrap import Services
 from services.keys import ApiKey
-from services.store import MongoThreadStore
+from services.mongo.bootstrap import Services
+from services.mongo.store import MongoThreadStore
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key made with threadview-keys."

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 from starlette.exceptions import HTTPException
 
-from services.store import CursorNotFound, transient
+from services.mongo.store import CursorNotFound, transient
 from services.threads import Forbidden, TooWide
 
 log = logging.getLogger("threadview.api")
@@ -120,7 +120,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PyMongoError)
     async def store_error(_: Request, exc: PyMongoError) -> JSONResponse:
-        # 503 only for what may pass by itself (services.store.transient, the projector's
+        # 503 only for what may pass by itself (services.mongo.store.transient, the projector's
         # rule too: connection, selection, time limits, elections); a refused query is a 500
         if not transient(exc) and not exc.timeout:
             return internal_error(exc)

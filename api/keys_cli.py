@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from services.bootstrap import bootstrap
+from services.mongo.bootstrap import bootstrap
 from services.settings import get_settings
 from services.views import ViewError
 

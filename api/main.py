@@ -15,8 +15,8 @@ from api import errors, limits, ops
 from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
-from services.bootstrap import bootstrap
 from services.logs import configure as configure_logging
+from services.mongo.bootstrap import bootstrap
 from services.query import ThreadQuery
 from services.settings import Settings, get_settings
 from services.threads import thread, thread_page

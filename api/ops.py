@@ -26,8 +26,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.bootstrap import Services
 from services.logs import printable, request_id
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 
 log = logging.getLogger("threadview.api")

@@ -29,10 +29,10 @@ import bson
 from bench.stats import machine, median, ratio
 from bench.throughput import backend_of
 from consumers.sample import cloud_event
-from services.bootstrap import bootstrap, migrate
 from services.decoding import decode
 from services.documents import to_activity, to_document
 from services.events import Event
+from services.mongo.bootstrap import bootstrap, migrate
 from services.projection import fold
 from services.projector import Projector, Record, only
 from services.settings import Settings

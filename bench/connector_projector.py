@@ -30,8 +30,8 @@ from pymongo import UpdateOne
 from bench.peers import peer_app
 from consumers.projector import lenient_parser
 from services import events as ev
-from services.bootstrap import Services
 from services.decoding import decode
+from services.mongo.bootstrap import Services
 from services.settings import get_settings
 
 EVENTS = ev.Event.__args__  # type: ignore[attr-defined]

@@ -177,7 +177,7 @@ def url_of(case: Case, port: int) -> str:
 
 def timed_cases(rows: list[Row], cap: int) -> list[Case]:
     """Each family's page 1 and its deep page by ``after``, and one thread by id; a total
-    wanted as the API counts it, to ``cap`` (services.store)."""
+    wanted as the API counts it, to ``cap`` (services.mongo.store)."""
     cases = [c for c in all_cases(rows) if c.label in ("1", "-") or c.label.endswith(" after")]
     for case in cases:
         if case.want_total is not None:
@@ -193,7 +193,7 @@ def timed_cases(rows: list[Row], cap: int) -> list[Case]:
 LOADER = """
 import asyncio, sys
 from bench.paging import load
-from services.bootstrap import bootstrap
+from services.mongo.bootstrap import bootstrap
 from services.settings import get_settings
 
 async def main():

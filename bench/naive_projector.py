@@ -8,10 +8,10 @@ import asyncio
 from faststream.kafka.annotations import KafkaMessage
 
 from bench.peers import peer_app
-from services.bootstrap import Services
 from services.decoding import decode
 from services.documents import from_document, to_document
 from services.events import EVENT_TYPES
+from services.mongo.bootstrap import Services
 from services.projection import fold
 
 

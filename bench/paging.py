@@ -56,8 +56,8 @@ from bench.families import (
 )
 from bench.report import plan_shape, report
 from bench.throughput import backend_of
-from services.bootstrap import Services, bootstrap, migrate
-from services.migration import expand_view
+from services.mongo.bootstrap import Services, bootstrap, migrate
+from services.mongo.migration import expand_view
 from services.query import ThreadQuery
 from services.settings import Settings
 from tests.conftest import free_port, settings_env

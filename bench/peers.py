@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from consumers.projector import no_decoding
-from services.bootstrap import Services, bootstrap, migrate
+from services.mongo.bootstrap import Services, bootstrap, migrate
 from services.settings import get_settings
 
 Handler = Callable[[Services, KafkaMessage], Awaitable[None]]

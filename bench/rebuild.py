@@ -20,7 +20,7 @@ bench.rebuild_log --delete`` deletes these topics. Each round, each in a fresh d
 3. (b) raw load: the rebuilt view's documents — thread documents, activity documents and
    message records (read as raw BSON, untimed) — inserted into empty collections with
    ``insert_many`` (unordered, 1,000 a call, 4 calls in flight), then the indexes created
-   (``services.migration.expand_view``): documents/s, and events/s equivalents = log records
+   (``services.mongo.migration.expand_view``): documents/s, and events/s equivalents = log records
    / insert seconds, and / (insert + index) seconds.
 
 With ``--against REF`` each round also runs (c): the rebuild of another release (a git ref,
@@ -57,9 +57,9 @@ from bench.rebuild_log import PARTITIONS, delete, plan, publish
 from bench.stats import machine, median, ratio
 from bench.throughput import ROOT, Progress, backend_of, measure, tail
 from bench.worktree import migrate, worktree, worktree_removed
-from services.migration import expand_view
+from services.mongo.migration import expand_view
+from services.mongo.writes import Layout
 from services.settings import Settings
-from services.writes import Layout
 from tests.conftest import free_port, settings_env
 
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)

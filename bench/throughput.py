@@ -55,9 +55,9 @@ from bench.families import documents
 from bench.procs import peak_rss
 from bench.stats import fmt, machine, median, ratio
 from bench.worktree import described, keys, tree_env, worktree, worktree_removed
+from services.mongo.writes import Layout
 from services.settings import Settings
 from services.views import MAIN, collection_of
-from services.writes import Layout
 from tests.conftest import free_port
 from tests.fault.logs import generate
 from tests.kafka import create_topic, delete_topics, lag, produce

@@ -4,7 +4,7 @@ A release: `migrate` (expand: add what it needs beside what the running release 
 it, then `contract` once no process of the previous release runs (drop the indexes only older
 versions use). `status` says what is missing or left over; it exits 1 when the store is not
 ready for this release. Every step may be run again, run twice at once, or killed and run
-again (services.migration argues why). Configured by the THREADVIEW_* variables; run it with
+again (services.mongo.migration argues why). Configured by the THREADVIEW_* variables; run it with
 the admin's store credential (THREADVIEW_MONGO_URL).
 """
 
@@ -19,9 +19,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from consumers import cli
 from consumers.topics import ensure_topics
-from services import migration, schema
-from services.bootstrap import connect
 from services.logs import configure as configure_logging
+from services.mongo import migration, schema
+from services.mongo.bootstrap import connect
 from services.settings import get_settings
 from services.views import ViewError
 

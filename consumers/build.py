@@ -5,7 +5,7 @@ the first offsets to the end offsets captured at the start (or, with ``as_was``,
 record appended after that time). Each worker process folds a partition with the same fold as
 the projector, holding states up to its share of the memory budget, then merges them into the
 view (consumers.replay.load_partition) and records a checkpoint; the view's collections and
-indexes are created by the migration's code (services.migration.expand_view: a rebuild runs
+indexes are created by the migration's code (services.mongo.migration.expand_view: a rebuild runs
 with the admin's store credential), the indexes after the load (on FerretDB before it). A
 thread whose records sit on several partitions is merged from all of them, so the view is the
 fold of the whole log however the records were partitioned. The catalog entry
@@ -35,10 +35,10 @@ from consumers.replay import (
 )
 from consumers.topics import Offsets, reader, topic_offsets
 from services import owners
-from services.bootstrap import Services
-from services.migration import expand_view
+from services.mongo.bootstrap import Services
+from services.mongo.migration import expand_view
+from services.mongo.store import transient
 from services.projection import FOLD_VERSION
-from services.store import transient
 from services.views import (
     BUILDING,
     FAILED,

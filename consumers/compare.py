@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from services.mongo.store import MongoThreadStore
 from services.representation import Thread
-from services.store import MongoThreadStore
 
 SAMPLE = 10
 

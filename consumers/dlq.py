@@ -50,10 +50,10 @@ from consumers.dead_letters import TRUNCATED
 from consumers.kafka_security import client_options
 from consumers.replay import read_range, to_record
 from consumers.topics import Offsets, partitions_of, reader, topic_offsets
-from services.bootstrap import connect
 from services.logs import printable
+from services.mongo.bootstrap import connect
+from services.mongo.schema import require
 from services.projector import Record
-from services.schema import require
 from services.settings import Settings, get_settings
 from services.views import ViewError
 
@@ -549,7 +549,7 @@ async def _redrive(
 ) -> None:
     await _require_target(settings)
     client, database = connect(settings)
-    try:  # the marks' collection is migrate's to create (services.schema), never ours
+    try:  # the marks' collection is migrate's to create (services.mongo.schema), never ours
         await require(database, False, views=(), catalog=(MARKS,))
     except BaseException:
         await client.close()

@@ -26,9 +26,9 @@ from consumers.kafka_security import broker_security, client_options
 from consumers.metrics import ProjectorMetrics
 from consumers.replay import to_record
 from consumers.topics import ensure_topics
-from services.bootstrap import bootstrap
 from services.decoding import Bounds
 from services.logs import configure as configure_logging
+from services.mongo.bootstrap import bootstrap
 from services.projector import Projector, Record
 from services.settings import Settings, get_settings
 

@@ -23,8 +23,8 @@ from consumers.progress import reporter
 from consumers.swap import abort as abort_swap
 from consumers.swap import swap as swap_view
 from consumers.topics import committed_offsets, reader, topic_offsets
-from services.bootstrap import Services, bootstrap
 from services.logs import configure as configure_logging
+from services.mongo.bootstrap import Services, bootstrap
 from services.projection import FOLD_VERSION
 from services.settings import get_settings
 from services.views import BUILDING, MAIN, READY, Pointer, View, ViewError, fold_refusal

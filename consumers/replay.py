@@ -24,13 +24,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from consumers.topics import reader
 from services import failpoints
-from services.bootstrap import connect
 from services.decoding import DEFAULT_BOUNDS, Bounds, Rejected, Unknown, decode
 from services.events import Event, LogPosition
+from services.mongo.bootstrap import connect
+from services.mongo.store import MongoThreadStore, transient
 from services.projection import ThreadState, fold
 from services.projector import Record
 from services.settings import Settings
-from services.store import MongoThreadStore, transient
 from services.views import ViewCatalog
 
 T = TypeVar("T")
@@ -215,7 +215,7 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
     """Fold one partition's records in ``[job.start, job.stop)`` into the view, in chunks.
 
     The states are held until they pass the memory budget, then merged into the stored
-    documents (:meth:`~services.store.MongoThreadStore.absorb`), and only then is the
+    documents (:meth:`~services.mongo.store.MongoThreadStore.absorb`), and only then is the
     checkpoint (the next offset, the tally so far) written. A kill -9 anywhere leaves a
     checkpoint at or behind what was merged, never ahead of it: a resumed rebuild reads the
     records after the checkpoint again, and merging what was merged already changes nothing.

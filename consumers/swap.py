@@ -71,9 +71,9 @@ from consumers.progress import Reporter
 from consumers.replay import read_range, to_record
 from consumers.topics import committed_offsets, reader, topic_offsets
 from services import owners
-from services.bootstrap import Services
 from services.decoding import Bounds
 from services.failpoints import reach
+from services.mongo.bootstrap import Services
 from services.projection import FOLD_VERSION
 from services.projector import Projector, only
 from services.views import READY, Handover, Pointer, View, ViewCatalog, ViewError

@@ -14,7 +14,7 @@ A thread is stored as two documents and a set of records (the layout of fold ver
   message changes — the message count, the latest message time, the last model's register —
   and the ids of the messages counted but perhaps not yet recorded (``pending``);
 - a **message record** per counted message, in ``<collection>_messages``: its ``_id`` names
-  the thread and the message, and nothing else is in it. services.store says how the three
+  the thread and the message, and nothing else is in it. services.mongo.store says how the three
   stay exact without transactions.
 
 No document grows with the thread's message count. A thread document of fold version 2 (the

@@ -160,7 +160,7 @@ class ThreadState:
     UPDATABLE fields hold ``thread.updated`` writes only.
 
     Messages: ``counted`` distinct messages are known to the store already (it keeps their ids,
-    services.store), and ``message_ids`` holds the ids folded since. A fold from nothing has
+    services.mongo.store), and ``message_ids`` holds the ids folded since. A fold from nothing has
     ``counted == 0`` and every id in ``message_ids``; a state loaded from the store has the
     store's count and no ids, and the ids a batch folds into it may repeat counted ones until
     the store has told them apart (``MongoThreadStore.save``). The view counts both."""

@@ -19,9 +19,9 @@ What can go wrong, and what each gets (docs/projector.md, "The projector", says 
   thread has its events of the batch dead-lettered (``write_failed``) and the rest commit.
   Redriving them after a fix gives the exact view, because the fold depends only on the set of
   events. But when more than half of the batch's threads fail that way (two at least), or the
-  store takes no write at all (:meth:`~services.store.MongoThreadStore.probe`), it is an outage
-  or a bug, not bad data: the batch stalls and retries, logged at ERROR and counted as
-  ``failed``, and the projector's readiness reports it after a while.
+  store takes no write at all (the store's ``probe``), it is an outage or a bug, not bad data:
+  the batch stalls and retries, logged at ERROR and counted as ``failed``, and the projector's
+  readiness reports it after a while.
 
 Every path ends with the batch durable in the store (or its records dead-lettered), so the
 caller commits its offsets; none of them raises out of :meth:`Projector.handle` but
@@ -46,9 +46,9 @@ from uuid import uuid4
 
 from services.decoding import DEFAULT_BOUNDS, Bounds, Headers, Rejected, Unknown, decode
 from services.events import Event, LogPosition, MessageAdded, ThreadCreated
+from services.mongo.store import MongoThreadStore, Stored, WriteConflict, transient
 from services.projection import ThreadState, create_conflict, creation_of, first_creation, fold
 from services.projection import log_order as _log_order
-from services.store import MongoThreadStore, Stored, WriteConflict, transient
 
 log = logging.getLogger(__name__)
 

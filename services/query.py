@@ -63,7 +63,7 @@ class Budget:
     in ``BUDGET``); a caller without one (tools, benchmarks' driver runs) is not bounded."""
 
     max_walks: int  # index walks one list request may read (services.threads)
-    total_cap: int  # include_total counts at most this many threads (services.store)
+    total_cap: int  # include_total counts at most this many threads (services.mongo.store)
     # the store's note for the response: "eq" (the total is exact), "gte" (it reached the cap)
     total_relation: str | None = None
 
@@ -79,7 +79,7 @@ class Position:
     id: str
 
 
-# The version in every list index's name (services.schema): bump it whenever the keys of
+# The version in every list index's name (services.mongo.schema): bump it whenever the keys of
 # ``ListIndex`` change, so that no name is ever reused with other keys. A release's migrate
 # adds its indexes beside the older ones, which processes of the previous release still hint,
 # and `threadview-admin contract` drops the older ones once no such process runs. Version 0:

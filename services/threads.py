@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.mongo.store import MongoThreadStore, Page
 from services.query import BUDGET, Scope, ThreadQuery, match_filters
-from services.store import MongoThreadStore, Page
 
 
 class Forbidden(Exception):

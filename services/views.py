@@ -46,8 +46,8 @@ from pymongo.write_concern import WriteConcern
 
 from services import owners
 from services.failpoints import reach
+from services.mongo.writes import Layout
 from services.projection import FOLD_VERSION
-from services.writes import Layout
 
 MAIN = "main"
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,47}")
@@ -273,7 +273,7 @@ class ViewCatalog:
         self.pointers = _majority(database["view_pointer"])
 
     async def ensure(self) -> None:
-        """Point at ``main`` and record it on the first migrate (services.migration); never
+        """Point at ``main`` and record it on the first migrate (services.mongo.migration); never
         bring ``main`` back later.
 
         The pointer is inserted first, then ``main``'s entry, and the entry only while the

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.bootstrap import Services, bootstrap, migrate
+from services.mongo.bootstrap import Services, bootstrap, migrate
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

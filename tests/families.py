@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.query import Scope, ThreadQuery
 
 

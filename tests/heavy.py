@@ -11,8 +11,8 @@ import bson
 
 from consumers.sample import cloud_event
 from services.documents import to_document
+from services.mongo.store import MongoThreadStore
 from services.projection import fold
-from services.store import MongoThreadStore
 from tests.unit.strategies import to_event
 
 LIMIT = 16 * 1024 * 1024  # the server's largest document

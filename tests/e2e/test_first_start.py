@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from consumers.sample import cloud_event
-from services.bootstrap import connect
+from services.mongo.bootstrap import connect
 from services.settings import Settings
 from tests.conftest import ROOT, Servers, run_cli
 from tests.kafka import produce, structured

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import run_cli
 from tests.fault.harness import wait_for_no_lag

@@ -22,7 +22,7 @@ from aiokafka.errors import (
 from consumers.kafka_security import client_options
 from consumers.sample import sample_events
 from consumers.topics import committed_offsets, ensure_topics, reader, topic_offsets
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from services.views import ViewError
 from tests.conftest import SaslKafka, Servers, fresh_settings, run_cli

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.sample import cloud_event
-from services.bootstrap import Services
 from services.documents import encode_metadata
+from services.mongo.bootstrap import Services
 from services.projection import FOLD_VERSION, ThreadState, view
 from services.settings import Settings
 from tests.conftest import run_cli_async

@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
 from services.decoding import decode
 from services.events import Event
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import run_cli
 from tests.fault.harness import (

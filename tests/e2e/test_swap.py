@@ -16,7 +16,7 @@ import pytest
 from consumers.progress import JsonLines
 from consumers.swap import swap
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from services.views import ViewCatalog
 from tests.conftest import run_cli_async

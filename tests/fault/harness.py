@@ -9,12 +9,12 @@ from dataclasses import replace
 from typing import Any
 
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
 from services.documents import parse_message_key
+from services.mongo.bootstrap import Services
+from services.mongo.store import MongoThreadStore
 from services.projection import ThreadState, view
 from services.query import Scope, ThreadQuery
 from services.settings import Settings
-from services.store import MongoThreadStore
 from tests.families import assert_every_family_answers_exactly
 from tests.families import expected as listed_ids
 from tests.fault.logs import Log, comparable

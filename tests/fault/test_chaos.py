@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import free_port
 from tests.fault.harness import (

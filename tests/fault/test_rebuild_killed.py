@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
 from services.failpoints import VARIABLE
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from services.views import INTERRUPTED
 from tests.conftest import Process, run_cli

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.heavy import longer_title, store_nearly_full
 from tests.kafka import create_topic, lag, produce, structured

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import ROOT, STACK
 from tests.fault.harness import (

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from consumers.topics import ensure_topics
-from services.bootstrap import Services, bootstrap, migrate
 from services.failpoints import VARIABLE
+from services.mongo.bootstrap import Services, bootstrap, migrate
 from services.settings import Settings
 from services.views import MAIN
 from tests.conftest import Process, Servers, fresh_settings, run_cli_async

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.projection import Creation, Register, Stamp, ThreadState
 
 pytestmark = pytest.mark.integration

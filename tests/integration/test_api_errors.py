@@ -13,10 +13,10 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
-from services.bootstrap import Services
 from services.keys import KeyCache, MongoKeyStore
+from services.mongo.bootstrap import Services
+from services.mongo.store import MongoThreadStore
 from services.settings import Settings
-from services.store import MongoThreadStore
 from services.views import ViewCatalog
 from tests.conftest import free_port
 

@@ -1,4 +1,4 @@
-"""Each message counted once without transactions (services.writes), against the real store:
+"""Each message counted once without transactions (services.mongo.writes), against the real store:
 a writer killed before or after any of its store calls, zombies holding stale revisions,
 records inserted late, and redelivery, in any mix hypothesis finds."""
 
@@ -15,13 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.sample import cloud_event
-from services import writes
-from services.bootstrap import Services
 from services.decoding import decode
 from services.documents import message_key
 from services.events import Event
+from services.mongo import writes
+from services.mongo.bootstrap import Services
+from services.mongo.store import MongoThreadStore, WriteConflict
 from services.projection import fold
-from services.store import MongoThreadStore, WriteConflict
 
 pytestmark = pytest.mark.integration
 
@@ -43,8 +43,8 @@ def message(thread: str, message_id: str, second: int) -> Event:
 
 
 class Killer:
-    """Wraps the store calls of services.writes; kills the writer at the ``at``-th call, before
-    it or after it, and keeps the message records a killed writer had not inserted yet (a
+    """Wraps the store calls of services.mongo.writes; kills the writer at the ``at``-th call,
+    before it or after it, and keeps the message records a killed writer had not inserted yet (a
     zombie may insert them whenever it wakes)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:

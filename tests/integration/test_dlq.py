@@ -19,7 +19,7 @@ from consumers.dead_letters import dead_letter_headers
 from consumers.dlq import MARKS, REDRIVEN_FROM, render_value
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics, reader, topic_offsets
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.projector import Record
 from services.settings import Settings
 from tests.conftest import run_cli

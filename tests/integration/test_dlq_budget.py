@@ -15,8 +15,8 @@ from consumers.committer import TransactionalCommitter
 from consumers.dead_letters import Copy, dead_letter_headers
 from consumers.replay import to_record
 from consumers.topics import committed_offsets, ensure_topics
-from services.bootstrap import Services
 from services.decoding import Rejected
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import run_cli
 from tests.kafka import produce, read_all

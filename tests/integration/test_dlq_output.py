@@ -11,7 +11,7 @@ from aiokafka import TopicPartition
 
 from consumers import dlq
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.integration.test_dlq import DeadLetter, write_dead_letters
 from tests.integration.test_dlq import dlq as run

@@ -20,9 +20,9 @@ from api.main import create_app
 from api.ops import create_ops_app
 from consumers.compare import export
 from consumers.sample import cloud_event
-from services.bootstrap import Services
 from services.decoding import decode
 from services.events import Event
+from services.mongo.bootstrap import Services
 from services.projection import fold
 from services.settings import Settings
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.conftest import run_cli
 

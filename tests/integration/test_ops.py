@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
-from services.bootstrap import Services
 from services.keys import KeyCache
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from tests.kafka import produce, structured
 

@@ -15,9 +15,9 @@ from pymongo.errors import ExecutionTimeout
 
 from api.main import create_app
 from api.ops import create_ops_app
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
+from services.mongo.store import MongoThreadStore
 from services.settings import Settings
-from services.store import MongoThreadStore
 from tests.integration.test_api import key, thread
 
 pytestmark = pytest.mark.integration

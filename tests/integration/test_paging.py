@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
+from services.mongo.store import Page
 from services.projection import Creation, Register, Stamp, ThreadState, view
 from services.query import Scope, ThreadQuery
-from services.store import Page
 from tests.families import expected as listed
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.bootstrap import Services
 from services.documents import to_document
+from services.mongo.bootstrap import Services
 from services.projection import Creation, Register, Stamp, ThreadState
 from tests.families import families
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from consumers.sample import cloud_event
-from services.bootstrap import Services
+from services.mongo.bootstrap import Services
 from services.projector import Projector, Record, only
 from tests.heavy import longer_title, store_nearly_full
 

@@ -21,9 +21,9 @@ from consumers import build, compare
 from consumers.progress import JsonLines
 from consumers.swap import swap as swap_view
 from consumers.topics import ensure_topics
-from services.bootstrap import Services, bootstrap
 from services.decoding import decode
 from services.events import Event, LogPosition
+from services.mongo.bootstrap import Services, bootstrap
 from services.projection import FOLD_VERSION, ThreadState, fold, view
 from services.settings import Settings
 from services.views import READY, ViewError

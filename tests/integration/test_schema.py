@@ -1,6 +1,6 @@
 """The migration step on the real store: migrate is idempotent, safe twice at once and after a
 kill -9 at any step; contract drops only what older versions use; nothing else creates
-anything (services.schema, services.migration, threadview-admin)."""
+anything (services.mongo.schema, services.mongo.migration, threadview-admin)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from services import migration, schema
-from services.bootstrap import Services, bootstrap, connect, migrate
 from services.failpoints import VARIABLE
+from services.mongo import migration, schema
+from services.mongo.bootstrap import Services, bootstrap, connect, migrate
+from services.mongo.store import MongoThreadStore
 from services.query import INDEX_VERSION, Scope, ThreadQuery
 from services.settings import Settings
-from services.store import MongoThreadStore
 from services.views import MAIN
 from tests.conftest import ROOT, run_cli, settings_env
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import pytest
 
 from consumers.sample import cloud_event
-from services.bootstrap import Services
 from services.decoding import decode
 from services.events import Event
+from services.mongo.bootstrap import Services
+from services.mongo.store import WriteConflict
 from services.projection import ThreadState, as_counted, fold, view
 from services.query import Scope, ThreadQuery
-from services.store import WriteConflict
 from tests.fault.harness import stored_states
 
 pytestmark = pytest.mark.integration

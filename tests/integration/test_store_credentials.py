@@ -17,8 +17,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure
 
 from api.main import create_app
-from services import migration
-from services.bootstrap import Services, bootstrap, connect
+from services.mongo import migration
+from services.mongo.bootstrap import Services, bootstrap, connect
 from services.projection import Creation, Stamp, ThreadState
 from services.settings import Settings
 from tests.conftest import STACK, Servers

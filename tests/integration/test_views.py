@@ -17,8 +17,8 @@ from consumers import build
 from consumers.progress import JsonLines
 from consumers.swap import swap
 from consumers.topics import ensure_topics
-from services.bootstrap import Services, bootstrap, migrate
-from services.migration import expand_view
+from services.mongo.bootstrap import Services, bootstrap, migrate
+from services.mongo.migration import expand_view
 from services.projection import FOLD_VERSION
 from services.settings import Settings
 from services.views import BUILDING, MAIN, READY, View, ViewError

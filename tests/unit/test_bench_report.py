@@ -12,7 +12,7 @@ ENTRY = "_run_module_as_main (<frozen runpy>:198);main (consumers/projector.py:2
 WRITE = "Projector._write (services/projector.py:118)"
 STACKS = [  # py-spy's collapsed stacks: frames joined by ";", then the samples
     f"{ENTRY};Runner.run (asyncio/runners.py:118);{WRITE};"
-    "MongoThreadStore.load (services/store.py:106);decode_all (bson/__init__.py:1) 6",
+    "MongoThreadStore.load (services/mongo/store.py:106);decode_all (bson/__init__.py:1) 6",
     f"{ENTRY};{WRITE};fold (services/projection.py:92) 3",
     f"{ENTRY};select (selectors.py:468) 1",
     "not a stack line",

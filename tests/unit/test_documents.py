@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.sample import cloud_event
-from services import writes
 from services.documents import (
     ACTIVITY_FIELDS,
     ACTIVITY_PROJECTION,
@@ -25,6 +24,7 @@ from services.documents import (
     view_from_document,
 )
 from services.events import ID_MAX, Event
+from services.mongo import writes
 from services.projection import ThreadState, as_counted, fold, view
 from tests.unit.strategies import PROPERTY, QUICK, thread_logs, to_event
 
@@ -144,7 +144,7 @@ def test_empty_state_survives_its_document() -> None:
 
 
 def test_a_lookup_of_message_records_always_fits_one_batch() -> None:
-    # services.writes reads message records in single batches, which drop what passes 16 MB
+    # services.mongo.writes reads message records in single batches, which drop what passes 16 MB
     widest = "\U0001f600" * ID_MAX  # 4 bytes a character in UTF-8
     record = {"_id": message_key(widest, widest)}
     assert len(bson.encode(record)) + 32 <= writes.MESSAGE_KEY_BYTES

@@ -1,4 +1,4 @@
-"""What a release needs of the store (services.schema): index names that never come back with
+"""What a release needs of the store (services.mongo.schema): index names that never come back with
 other keys, and which leftovers a contract may drop."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from services.mongo.schema import Survey, version_of, view_indexes
 from services.query import INDEX_VERSION
-from services.schema import Survey, version_of, view_indexes
 
 # The keys of every list index, per version, as a digest. A change of ListIndex's keys must
 # come with a new INDEX_VERSION (and a line here): an index name is never reused with other

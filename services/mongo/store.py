@@ -25,6 +25,9 @@ from services.documents import (
     of_old_layout,
     view_from_document,
 )
+from services.mongo.writes import BATCH_BYTES, Layout, Stored, WriteConflict, by_id
+from services.mongo.writes import load as load_threads
+from services.mongo.writes import save as save_threads
 from services.projection import ThreadState
 from services.projection import merge as merge_states
 from services.query import (
@@ -37,9 +40,6 @@ from services.query import (
     plan,
     visible_filter,
 )
-from services.writes import BATCH_BYTES, Layout, Stored, WriteConflict, by_id
-from services.writes import load as load_threads
-from services.writes import save as save_threads
 
 __all__ = ["Absorbed", "CursorNotFound", "MongoThreadStore", "Page", "Stored", "WriteConflict"]
 
@@ -116,7 +116,7 @@ class MongoThreadStore:
         threads: Sequence[str] | None = None,
         activity: Sequence[str] | None = None,
     ) -> dict[str, Stored]:
-        """The stored threads among ``thread_ids`` (services.writes.load)."""
+        """The stored threads among ``thread_ids`` (services.mongo.writes.load)."""
         return await load_threads(self.layout, thread_ids, threads, activity)
 
     async def save(
@@ -126,7 +126,7 @@ class MongoThreadStore:
         parts: dict[str, list[int]] | None = None,
     ) -> set[str]:
         """Write each state over what was loaded of it (None: nothing), each document
-        conditional on its revision (services.writes, which says why the count stays exact);
+        conditional on its revision (services.mongo.writes, which says why the count stays exact);
         the threads that had something to write.
 
         Raises :class:`WriteConflict`, naming the threads whose writes were refused (the others

@@ -1,7 +1,7 @@
 """The composition root: builds the store from settings. Nothing connects at import time.
 
-It creates nothing in the store (``threadview-admin migrate`` does: services.migration); it
-checks that what this release needs is there (services.schema).
+It creates nothing in the store (``threadview-admin migrate`` does: services.mongo.migration); it
+checks that what this release needs is there (services.mongo.schema).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services import schema
 from services.keys import KeyCache, MongoKeyStore
-from services.migration import Report
-from services.migration import migrate as expand
+from services.mongo import schema
+from services.mongo.migration import Report
+from services.mongo.migration import migrate as expand
+from services.mongo.store import MongoThreadStore
 from services.projection import FOLD_VERSION
 from services.projector import Refused
 from services.settings import Settings
-from services.store import MongoThreadStore
 from services.views import LIVE, MAIN, View, ViewCatalog, ViewError, collection_of, fold_refusal
 
 # how long the API keeps serving the view it looked up before it looks again: a swap reaches
@@ -48,7 +48,7 @@ class Services:
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
     _views: dict[str, View] = field(default_factory=dict)  # by name: collection, fold version
     _served: tuple[float, MongoThreadStore] | None = None
-    # why the store is not ready for this release (services.schema.NotMigrated), or None
+    # why the store is not ready for this release (services.mongo.schema.NotMigrated), or None
     problem: str | None = None
     _checked_at: float = 0.0
 
@@ -191,7 +191,7 @@ async def bootstrap(settings: Settings, unmigrated: bool = False) -> Services:
 
 async def migrate(settings: Settings) -> Report:
     """``threadview-admin migrate`` without the topics: expand the settings' database to what
-    this release needs (services.migration); what it created."""
+    this release needs (services.mongo.migration); what it created."""
     client, database = connect(settings)
     try:
         return await expand(database, await schema.walks_one_way(database))

@@ -4,7 +4,7 @@ Collections (the catalog's, and three per view), indexes (each view's list index
 :data:`~services.query.INDEX_VERSION`, so a name never comes back with other keys; an index
 is known by its keys, which the queries hint) and the
 catalog documents (the view pointer, ``main``'s entry). ``threadview-admin migrate``
-(services.migration) creates what is missing; the API, the projector and the other tools only
+(services.mongo.migration) creates what is missing; the API, the projector and the other tools only
 look, here, and are unready (or exit) with :class:`NotMigrated` until it is there.
 
 Looking never touches a collection that does not exist: the collections are listed first and
@@ -25,7 +25,7 @@ from services.query import INDEX_VERSION, list_indexes
 from services.views import LIVE, READY, ViewCatalog, ViewError
 
 # the collections outside the views: the catalog and the pointer, API keys, the projector's
-# probe (services.store.probe) and the dead-letter re-drive marks (consumers.dlq)
+# probe (services.mongo.store.probe) and the dead-letter re-drive marks (consumers.dlq)
 CATALOG = ("views", "view_pointer", "api_keys", "projector_probe", "dlq_redriven")
 MIGRATE = "run threadview-admin migrate"
 _VERSIONED = re.compile(r"list_v(\d+)_")
@@ -45,7 +45,7 @@ class Index:
 
 
 def view_collections(collection: str) -> tuple[str, str, str]:
-    """A view's three collections (services.writes.Layout)."""
+    """A view's three collections (services.mongo.writes.Layout)."""
     return (collection, f"{collection}_activity", f"{collection}_messages")
 
 

@@ -398,7 +398,7 @@ async def _bulk(collection: Collection, operations: dict[str, Operation], wid: s
     was refused: an insert of a document that exists, an update of a revision that moved, or
     a write PostgreSQL chose to abort in a deadlock with another writer's.
 
-    Any other error is raised: the server's or the documents' (see services.store.transient).
+    Any other error is raised: the server's or the documents' (see services.mongo.store.transient).
     """
     if not operations:
         return set()

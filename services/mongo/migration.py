@@ -1,5 +1,5 @@
 """The store's only DDL: expand (``threadview-admin migrate``, and a rebuild for its new view)
-and contract (``threadview-admin contract``). What is needed is services.schema's.
+and contract (``threadview-admin contract``). What is needed is services.mongo.schema's.
 
 A release is rolled out in three steps: **expand** (this release's collections, indexes and
 catalog documents are added beside what the previous release uses, which keeps serving),
@@ -15,7 +15,7 @@ second index of the same keys, IndexOptionsConflict) and serve both releases.
 Why a migrate may be killed (kill -9) at any point, run twice at once, or run again:
 
 - **Nothing records progress.** Each step creates one thing unless the store already has it,
-  and what counts as migrated is what :func:`services.schema.require` finds. A migrate killed
+  and what counts as migrated is what :func:`services.mongo.schema.require` finds. A migrate killed
   anywhere leaves a subset of what a whole one leaves: processes stay unready, naming what is
   missing, and the next migrate creates the rest.
 - **Each thing appears whole or not at all.** A collection is created by one command; an index
@@ -48,7 +48,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, OperationFailure
 
 from services.failpoints import reach
-from services.schema import (
+from services.mongo.schema import (
     CATALOG,
     Index,
     Survey,
@@ -116,7 +116,7 @@ async def create_indexes(database: Database, indexes: Sequence[Index], found: Su
     created: list[str] = []
     for collection in dict.fromkeys(i.collection for i in indexes):
         there = found.indexes.get(collection, {})
-        keys = set(there.values())  # an index is known by its keys (services.schema)
+        keys = set(there.values())  # an index is known by its keys (services.mongo.schema)
         todo = [
             i
             for i in indexes
