@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from services.keys import Kind
 from services.mongo.bootstrap import bootstrap
 from services.settings import get_settings
 from services.views import ViewError
@@ -40,7 +41,7 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         keys = services.keys
         if args.command == "create":
-            kind = "service" if args.service else "user"
+            kind: Kind = "service" if args.service else "user"
             key, plaintext = await keys.create(kind, args.orgs, args.user)
             print(plaintext)
             print(

@@ -140,7 +140,7 @@ def _invalid(message: str, code: str) -> bytes:
 
 def error_body(detail: ErrorDetail) -> bytes:
     """The API's error body (api.errors), as its JSON responses render it."""
-    return error_response(500, detail).body
+    return bytes(error_response(500, detail).body)  # a JSONResponse's body is bytes
 
 
 class Slots:

@@ -30,11 +30,11 @@ from pymongo import UpdateOne
 from bench.peers import peer_app
 from consumers.projector import lenient_parser
 from services import events as ev
-from services.decoding import decode
+from services.decoding import EVENT_MODELS, decode
 from services.mongo.bootstrap import Services
 from services.settings import get_settings
 
-EVENTS = ev.Event.__args__  # type: ignore[attr-defined]
+EVENTS = EVENT_MODELS
 
 
 def operation(event: ev.Event) -> UpdateOne | None:

@@ -84,7 +84,7 @@ async def seed(settings: Settings, client: httpx.AsyncClient) -> None:
         await producer.flush()
     finally:
         await producer.stop()
-    params = {"organization_id": "org_f", "include_total": "true", "limit": 1}
+    params: dict[str, str | int] = {"organization_id": "org_f", "include_total": "true", "limit": 1}
     deadline = time.monotonic() + 120
     while (await client.get("/v1/threads", params=params)).json().get("total") != THREADS:
         if time.monotonic() > deadline:
@@ -136,11 +136,10 @@ async def watch(
         order = list(sent)
         while gap < len(order) and order[gap] in seen:
             gap += 1
-        pages = [{"limit": 100}]
+        pages: list[dict[str, str | int]] = [{"limit": 100}]
         if gap < len(order):
-            pages.append(
-                {"limit": 100, "order": "asc"} | ({"after": order[gap - 1]} if gap else {})
-            )
+            oldest: dict[str, str | int] = {"limit": 100, "order": "asc"}
+            pages.append(oldest | ({"after": order[gap - 1]} if gap else {}))
         for page in pages:
             answer = await client.get("/v1/threads", params={"organization_id": PROBES_ORG, **page})
             at = time.monotonic()

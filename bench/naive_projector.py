@@ -8,17 +8,17 @@ import asyncio
 from faststream.kafka.annotations import KafkaMessage
 
 from bench.peers import peer_app
-from services.decoding import decode
+from services.decoding import EVENT_MODELS, decode
 from services.documents import from_document, to_document
-from services.events import EVENT_TYPES
 from services.mongo.bootstrap import Services
 from services.projection import fold
 
 
 async def project(services: Services, message: KafkaMessage) -> None:
     raw = message.raw_message
+    assert not isinstance(raw, tuple)  # one record per call: the app does not subscribe in batches
     event = decode(raw.key, raw.value, [(k, v or b"") for k, v in raw.headers])
-    if not isinstance(event, tuple(EVENT_TYPES.values())):
+    if not isinstance(event, EVENT_MODELS):
         return
     threads = services.store.threads
     found = await threads.find_one({"_id": event.subject})

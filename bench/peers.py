@@ -30,14 +30,16 @@ def peer_app(handle: Handler, **subscriber: Any) -> FastStream:
         await migrate(settings)  # as threadview-admin migrate does before a deploy
         running["services"] = await bootstrap(settings)
 
-    @broker.subscriber(
+    async def project(message: KafkaMessage) -> None:
+        await handle(running["services"], message)
+
+    # applied as a call, not as a decorator: with ``subscriber``'s options as Any, mypy cannot
+    # pick the decorator's overload, and an untyped decorator would make project untyped
+    broker.subscriber(
         settings.topic,
         group_id=settings.consumer_group,
         auto_offset_reset="earliest",
         decoder=no_decoding,
         **subscriber,
-    )
-    async def project(message: KafkaMessage) -> None:
-        await handle(running["services"], message)
-
+    )(project)
     return app

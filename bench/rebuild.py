@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from asyncio.subprocess import PIPE
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -139,8 +140,8 @@ async def raw_load(view: Any, client: AsyncMongoClient[Any], database: str, desc
     inserted = time.perf_counter()
     await expand_view(client[database], "threads", desc)
     indexed = time.perf_counter()
-    for documents, into in loads:
-        stored = await into.count_documents({})
+    for documents, loaded in loads:
+        stored = await loaded.count_documents({})
         assert stored == len(documents), f"{stored} documents inserted, not {len(documents)}"
     count = sum(len(documents) for documents, _ in loads)
     return (
@@ -237,7 +238,7 @@ ROWS = (  # label, the figures shown (median of each), digits
     ("rebuild seconds: wall; fold; indexes; total", "wall fold indexes total", 1),
     ("(b) seconds: insert; indexes", "insert index", 1),
 )
-GOALS = {  # the first figure of a row: the goal, and whether it holds
+GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {  # first figure of a row: goal, holds
     "rebuild": (f">= {GOAL_RATE:,}", lambda v: v >= GOAL_RATE),
     "vs_live": (f">= {GOAL_LIVE:.0f}x", lambda v: v >= GOAL_LIVE),
     "raw_ratio": (f"<= {GOAL_RAW:.0f}x (with indexes)", lambda v: v <= GOAL_RAW),

@@ -34,7 +34,7 @@ from tests.kafka import Raw, create_topic, delete_topics, structured
 SEED, VERSION = 2025, 1  # bump VERSION whenever the output changes: it names the topic
 PARTITIONS, BUFFER = 6, 2000
 T0, YEAR = datetime(2025, 1, 1, tzinfo=UTC), 365 * 86_400.0
-SPECIALS = ("thread.updated",) * 6 + ("thread.pinned",) * 3 + ("thread.unpinned",)
+SPECIALS: tuple[str, ...] = ("thread.updated",) * 6 + ("thread.pinned",) * 3 + ("thread.unpinned",)
 SPECIALS += ("thread.deleted",) * 2 + ("thread.restored",)
 MODELS = ("gpt-4o", "gpt-4.1", "o3", None)
 

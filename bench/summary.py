@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.stats import median
 
-GOALS = {  # name: (text, holds(figure))
+GOALS: dict[str, tuple[str, Callable[[float], bool]]] = {  # name: (text, holds(figure))
     "freshness": ("freshness p99 <= 250 ms at 1,000 events/s", lambda v: v <= 250),
     "list_p50": ("list p50 <= 25 ms at 1,000,000 threads, every family", lambda v: v <= 25),
     "api_ratio": ("API p50 within 1.5x of the driver's", lambda v: v <= 1.5),

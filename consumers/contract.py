@@ -55,6 +55,7 @@ def asyncapi() -> dict[str, Any]:
     failing the batch), so FastStream cannot infer the payload: it is filled in here.
     """
     app = create_app(Settings.model_construct())  # defaults, whatever the environment says
+    assert app.broker is not None  # create_app always gives the app its broker
     document: dict[str, Any] = (
         AsyncAPI(
             app.broker,

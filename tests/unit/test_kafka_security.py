@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from consumers.kafka_security import broker_security, client_options
 from services.settings import Settings
 
-SASL = {
+# Any values: Settings validates them at run time (some tests give it what it must refuse)
+SASL: dict[str, Any] = {
     "kafka_security_protocol": "SASL_PLAINTEXT",
     "kafka_sasl_mechanism": "SCRAM-SHA-512",
     "kafka_sasl_username": "projector",
@@ -122,7 +123,7 @@ def test_the_ca_and_the_client_certificate_are_loaded(tmp_path: Path) -> None:
     key, cert = tmp_path / "client.key", tmp_path / "client.pem"
     make = "openssl req -x509 -newkey rsa:2048 -days 1 -subj /CN=threadview -passout pass:k3y"
     subprocess.run([*make.split(), "-keyout", key, "-out", cert], check=True, capture_output=True)
-    tls = {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": cert}
+    tls: dict[str, Any] = {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": cert}
     settings = Settings(
         **tls, kafka_ssl_certfile=cert, kafka_ssl_keyfile=key, kafka_ssl_key_password="k3y"
     )
