@@ -10,7 +10,7 @@ from fastapi.security import APIKeyHeader
 from api.errors import ApiError
 from services.keys import ApiKey
 from services.mongo.bootstrap import Services
-from services.mongo.store import MongoThreadStore
+from services.ports import ThreadReader
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key made with threadview-keys."
@@ -27,11 +27,11 @@ async def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
-async def _store(services: ServicesDep) -> MongoThreadStore:
+async def _store(services: ServicesDep) -> ThreadReader:
     return await services.served_store()
 
 
-StoreDep = Annotated[MongoThreadStore, Depends(_store)]
+StoreDep = Annotated[ThreadReader, Depends(_store)]
 
 
 async def _caller(

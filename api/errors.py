@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 from starlette.exceptions import HTTPException
 
-from services.mongo.store import CursorNotFound, transient
+from services.mongo.store import transient
+from services.ports import CursorNotFound
 from services.threads import Forbidden, TooWide
 
 log = logging.getLogger("threadview.api")

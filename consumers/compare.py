@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from services.mongo.store import MongoThreadStore
+from services.ports import ThreadStore
 from services.representation import Thread
 
 SAMPLE = 10
@@ -31,7 +31,7 @@ class Difference:
             self.sample.append({"id": thread_id, "kind": kind, "fields": fields or []})
 
 
-async def diff(a: MongoThreadStore, b: MongoThreadStore) -> Difference:
+async def diff(a: ThreadStore, b: ThreadStore) -> Difference:
     """Walk both views' listed threads in ``_id`` order side by side (memory: one batch of
     each)."""
     found = Difference()
@@ -59,7 +59,7 @@ async def diff(a: MongoThreadStore, b: MongoThreadStore) -> Difference:
     return found
 
 
-async def _listed(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
+async def _listed(store: ThreadStore) -> AsyncIterator[dict[str, Any]]:
     """The threads a client could see: a thread not created yet (messages or updates only) is
     compared once it is, since fold version 3 keeps no thread document for messages alone."""
     async for view in store.documents():
@@ -67,14 +67,14 @@ async def _listed(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
             yield view
 
 
-async def exported(store: MongoThreadStore) -> AsyncIterator[dict[str, Any]]:
+async def exported(store: ThreadStore) -> AsyncIterator[dict[str, Any]]:
     """Every thread the API can list, as the API renders it (JSON values), by id."""
     async for view in store.documents():
         if view["listed"]:
             yield Thread.model_validate(view).model_dump(mode="json")
 
 
-async def export(store: MongoThreadStore, out: TextIO, format: str) -> int:
+async def export(store: ThreadStore, out: TextIO, format: str) -> int:
     """Write the view as JSON lines or CSV (lists and maps as JSON text, null as empty, a
     text that a spreadsheet would take for a formula prefixed with ``'``; JSON lines as they
     are)."""

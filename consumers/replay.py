@@ -28,10 +28,11 @@ from services.decoding import DEFAULT_BOUNDS, Bounds, Rejected, Unknown, decode
 from services.events import Event, LogPosition
 from services.mongo.bootstrap import connect
 from services.mongo.store import MongoThreadStore, transient
+from services.mongo.views import MongoViewCatalog
+from services.ports import ThreadStore
 from services.projection import ThreadState, fold
 from services.projector import Record
 from services.settings import Settings
-from services.views import ViewCatalog
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
     footprint = Footprint()
     client, database = connect(settings)
     store = MongoThreadStore(database, collection=job.collection)
-    catalog = ViewCatalog(database)
+    catalog = MongoViewCatalog(database)
 
     async def flush(offset: int) -> None:
         tally.add(await retrying(lambda: _absorb(store, states, job.partition)))
@@ -260,7 +261,7 @@ async def load_partition(settings: Settings, job: Job) -> dict[str, Any]:
     return {"counts": tally.as_dict(), "peak_rss_mb": peak_mb}
 
 
-async def _absorb(store: MongoThreadStore, states: dict[str, ThreadState], partition: int) -> Tally:
+async def _absorb(store: ThreadStore, states: dict[str, ThreadState], partition: int) -> Tally:
     """Merge ``states`` into the view; what was written (threads, flushes, merged)."""
     found = list(states.values())
     written = Tally(threads=len(found), flushes=1 if found else 0)

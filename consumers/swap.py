@@ -74,9 +74,10 @@ from services import owners
 from services.decoding import Bounds
 from services.failpoints import reach
 from services.mongo.bootstrap import Services
+from services.ports import ViewCatalog
 from services.projection import FOLD_VERSION
 from services.projector import Projector, only
-from services.views import READY, Handover, Pointer, View, ViewCatalog, ViewError
+from services.views import READY, Handover, Pointer, View, ViewError
 
 CLOSE_ENOUGH = 2000  # records behind: stop the first catch-up and start the handover
 BATCH = 2000

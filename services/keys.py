@@ -13,14 +13,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-from pymongo.asynchronous.database import AsyncDatabase
+from typing import TYPE_CHECKING, Literal
 
 from services.query import Scope
 
+if TYPE_CHECKING:
+    from services.ports import KeyStore
+
 Kind = Literal["user", "service"]
-_DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -37,82 +38,40 @@ class ApiKey:
         return Scope(self.organization_ids, self.user_id)
 
 
-def _hash(secret: str) -> str:
+def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _split(plaintext: str) -> tuple[str, str] | None:
+def split_key(plaintext: str) -> tuple[str, str] | None:
     prefix, _, rest = plaintext.partition("_")
     key_id, _, secret = rest.partition("_")
     return (key_id, secret) if prefix == "tv" and key_id and secret else None
 
 
-class MongoKeyStore:
-    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
-        self.keys = database["api_keys"]
+def new_key(
+    kind: Kind, organization_ids: list[str], user_id: str | None = None
+) -> tuple[ApiKey, str, str]:
+    """A new key, its secret's hash (what is stored) and its plaintext (shown once, never stored).
 
-    async def create(
-        self, kind: Kind, organization_ids: list[str], user_id: str | None = None
-    ) -> tuple[ApiKey, str]:
-        """Store a new key; return it with its plaintext, which is never stored or shown again.
-
-        Args:
-            kind: "user" (sees its user's threads) or "service" (every thread).
-            organization_ids: the organizations the key may see; at least one.
-            user_id: the key's user; required for a user key, absent for a service key.
-        """
-        if not organization_ids or (kind == "user") != (user_id is not None):
-            raise ValueError(
-                "a user key needs a user and organizations; a service key only organizations"
-            )
-        key = ApiKey(
-            secrets.token_hex(6), kind, tuple(organization_ids), user_id, datetime.now(UTC)
+    Args:
+        kind: "user" (sees its user's threads) or "service" (every thread).
+        organization_ids: the organizations the key may see; at least one.
+        user_id: the key's user; required for a user key, absent for a service key.
+    """
+    if not organization_ids or (kind == "user") != (user_id is not None):
+        raise ValueError(
+            "a user key needs a user and organizations; a service key only organizations"
         )
-        secret = secrets.token_urlsafe(32)
-        await self.keys.insert_one({**self._document(key), "hash": _hash(secret)})
-        return key, f"tv_{key.id}_{secret}"
+    key = ApiKey(secrets.token_hex(6), kind, tuple(organization_ids), user_id, datetime.now(UTC))
+    secret = secrets.token_urlsafe(32)
+    return key, hash_secret(secret), f"tv_{key.id}_{secret}"
 
-    async def authenticate(self, plaintext: str) -> ApiKey | None:
-        """The key, when ``plaintext`` is a key that exists and is not revoked."""
-        parts = _split(plaintext)
-        document = await self.keys.find_one({"_id": parts[0]}) if parts else None
-        stored_hash = document["hash"] if document else _DUMMY_HASH
-        secret = parts[1] if parts else ""
-        if not hmac.compare_digest(_hash(secret), stored_hash) or document is None:
-            return None
-        key = self._key(document)
-        return None if key.revoked_at else key
 
-    async def list(self) -> list[ApiKey]:
-        return [self._key(d) async for d in self.keys.find().sort("created_at", 1)]
-
-    async def revoke(self, key_id: str) -> bool:
-        result = await self.keys.update_one(
-            {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": datetime.now(UTC)}}
-        )
-        return result.modified_count == 1
-
-    @staticmethod
-    def _document(key: ApiKey) -> dict[str, Any]:
-        return {
-            "_id": key.id,
-            "kind": key.kind,
-            "organization_ids": list(key.organization_ids),
-            "user_id": key.user_id,
-            "created_at": key.created_at,
-            "revoked_at": key.revoked_at,
-        }
-
-    @staticmethod
-    def _key(document: dict[str, Any]) -> ApiKey:
-        return ApiKey(
-            document["_id"],
-            document["kind"],
-            tuple(document["organization_ids"]),
-            document["user_id"],
-            document["created_at"],
-            document["revoked_at"],
-        )
+def secret_matches(secret: str, stored_hash: str | None) -> bool:
+    """Whether ``secret`` hashes to ``stored_hash``, in constant time; compared against a dummy
+    hash when no key was found (None), so that a missing key costs what a wrong secret does."""
+    matches = hmac.compare_digest(hash_secret(secret), stored_hash or DUMMY_HASH)
+    return matches and stored_hash is not None
 
 
 class KeyCache:
@@ -122,14 +81,14 @@ class KeyCache:
     Only keys that authenticated are kept (by a hash of the plaintext), at most ``size``.
     """
 
-    def __init__(self, keys: MongoKeyStore, ttl: float, size: int = 10_000) -> None:
+    def __init__(self, keys: KeyStore, ttl: float, size: int = 10_000) -> None:
         self.keys, self.ttl, self.size = keys, ttl, size
         self._trusted: dict[str, tuple[float, ApiKey]] = {}
 
     async def authenticate(self, plaintext: str) -> ApiKey | None:
         if self.ttl <= 0:
             return await self.keys.authenticate(plaintext)
-        digest, now = _hash(plaintext), time.monotonic()
+        digest, now = hash_secret(plaintext), time.monotonic()
         found = self._trusted.get(digest)
         if found is not None and found[0] > now:
             return found[1]

@@ -46,7 +46,7 @@ from uuid import uuid4
 
 from services.decoding import DEFAULT_BOUNDS, Bounds, Headers, Rejected, Unknown, decode
 from services.events import Event, LogPosition, MessageAdded, ThreadCreated
-from services.mongo.store import MongoThreadStore, Stored, WriteConflict, transient
+from services.ports import Stored, ThreadWriter, WriteConflict
 from services.projection import ThreadState, create_conflict, creation_of, first_creation, fold
 from services.projection import log_order as _log_order
 
@@ -80,7 +80,7 @@ class Outcome:
 
 
 # the views a batch is written to, looked up for each batch after its records were fetched
-Targets = Callable[[], Awaitable[Sequence[MongoThreadStore]]]
+Targets = Callable[[], Awaitable[Sequence[ThreadWriter]]]
 
 
 class Refused(Exception):
@@ -89,8 +89,8 @@ class Refused(Exception):
     do."""
 
 
-def only(store: MongoThreadStore) -> Targets:
-    async def targets() -> Sequence[MongoThreadStore]:
+def only(store: ThreadWriter) -> Targets:
+    async def targets() -> Sequence[ThreadWriter]:
         return [store]
 
     return targets
@@ -141,6 +141,7 @@ class Projector:
         # time.time() when the current run of failing store attempts began (readiness)
         self.failing_since: float | None = None
         self.refused: str | None = None  # why targets() refuses now (readiness), or None
+        self._stores: Sequence[ThreadWriter] = ()  # the views targets() last handed out
 
     async def handle(self, records: Sequence[Record]) -> Outcome:
         """Apply ``records`` to the store; return once the writes are durable.
@@ -183,7 +184,7 @@ class Projector:
                 delay = min(delay * 2, self.max_backoff)
                 continue
             except Exception as exc:  # noqa: BLE001 - the batch waits; it is never skipped
-                level = logging.WARNING if transient(exc) else logging.ERROR
+                level = logging.WARNING if self._transient(exc) else logging.ERROR
                 log.log(level, "store unavailable, retrying in %.1fs: %r", delay, exc)
                 delay = await self._back_off("unavailable", delay, retries)
                 continue
@@ -222,7 +223,7 @@ class Projector:
         self.failing_since = None
         return dead + [rejection for refused in creates.values() for rejection in refused]
 
-    async def _targets(self) -> Sequence[MongoThreadStore]:
+    async def _targets(self) -> Sequence[ThreadWriter]:
         """The views to write; a refusal is logged when its reason is new, and kept in
         :attr:`refused` until targets() hands out views again."""
         try:
@@ -235,7 +236,12 @@ class Projector:
         if self.refused is not None:
             log.info("writing again; no longer refused: %s", self.refused)
             self.refused = None
+        self._stores = stores
         return stores
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether the views last handed out call ``exc`` transient (for the log's level)."""
+        return any(store.transient(exc) for store in self._stores)
 
     async def check(self) -> str | None:
         """Ask targets() once, writing nothing: why this projector may not write now, or None.
@@ -260,7 +266,7 @@ class Projector:
 
     @staticmethod
     async def _outage(
-        stores: Sequence[MongoThreadStore], passes: Sequence[_Pass], failed: dict[str, str]
+        stores: Sequence[ThreadWriter], passes: Sequence[_Pass], failed: dict[str, str]
     ) -> bool:
         """Whether refused writes mean the store (or this code) is broken, not the data."""
         written = max(p.written for p in passes)
@@ -274,7 +280,7 @@ class Projector:
         return False
 
     @staticmethod
-    async def _write(store: MongoThreadStore, items: Items, check_creates: bool) -> _Pass:
+    async def _write(store: ThreadWriter, items: Items, check_creates: bool) -> _Pass:
         """Load, fold and write the threads of ``items`` to one view.
 
         Creates are judged against the creation stored (and each other) in log order; the
@@ -309,14 +315,14 @@ class Projector:
         except WriteConflict as conflict:
             found.conflicted = conflict.threads
         except Exception as exc:  # noqa: BLE001 - told apart below
-            if transient(exc):
+            if store.transient(exc):
                 raise
             await Projector._one_by_one(store, writes, found)
         return found
 
     @staticmethod
     async def _one_by_one(
-        store: MongoThreadStore, writes: list[tuple[ThreadState, Stored | None]], found: _Pass
+        store: ThreadWriter, writes: list[tuple[ThreadState, Stored | None]], found: _Pass
     ) -> None:
         """After a bulk write the store refused: find the threads it refuses on their own.
 
@@ -329,6 +335,6 @@ class Projector:
             except WriteConflict:
                 found.conflicted.add(write[0].id)
             except Exception as exc:  # noqa: BLE001
-                if transient(exc):
+                if store.transient(exc):
                     raise
                 found.failed[write[0].id] = f"{type(exc).__name__}: {str(exc)[:300]}"

@@ -11,6 +11,10 @@ deleted and not, pinned and not) reads one stream per combination of values, ``l
 threads each, and the streams are merged here by ``(created_at, id)``. That keeps every walk
 an ordered index scan on MongoDB and on DocumentDB, whose planner sorts the matches as soon as
 a field before the sort key is matched by ``$in``.
+
+A :class:`Plan` is neutral: equalities, keyset bounds and an order. The store's adapter renders
+it in its own language (services.mongo.render); the in-memory store (testkit.memory) evaluates
+it as it stands, and the contract test holds both to the same pages.
 """
 
 from __future__ import annotations
@@ -23,8 +27,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pymongo import ASCENDING, DESCENDING
-
 Order = Literal["asc", "desc"]
 
 # filters a request may or may not carry; each combination of them has an index of its own
@@ -32,6 +34,7 @@ OPTIONAL_FIELDS = ("user_id", "assistant_id", "workflow_id")
 # matched by equality on every stream, one value each
 STREAM_FIELDS = ("organization_id", "visible_in_ui", "is_deleted", "is_pinned")
 SORT_FIELDS = ("created_at", "_id")
+ASCENDING, DESCENDING = 1, -1  # an index key's direction
 
 
 @dataclass(frozen=True)
@@ -119,33 +122,33 @@ def list_indexes(descending_too: bool) -> list[ListIndex]:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """How the store reads one page: each of ``streams`` (filters) through ``index``, sorted
-    by ``sort``, ``limit + 1`` threads each; the streams merged in ``descending`` order, the
-    first ``limit + 1`` kept (the extra one says whether there is more), and the page
-    reversed before returning when ``reverse``. ``totals`` are the streams without cursors."""
+class Bound:
+    """The threads strictly past ``position`` when walking the order down (``descending``) or up."""
 
-    streams: list[dict[str, Any]]
-    totals: list[dict[str, Any]]
+    position: Position
+    descending: bool
+
+    def admits(self, at: Position) -> bool:
+        return at < self.position if self.descending else at > self.position
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a store reads one page: one stream per entry of ``equalities`` (field: value, each
+    matched exactly) within every one of ``bounds``, walked in ``descending`` order (of
+    ``SORT_FIELDS``) through the index of ``leading``, ``limit + 1`` threads each; the streams
+    merged in that order, the first ``limit + 1`` kept (the extra one says whether there is
+    more), and the page reversed before returning when ``reverse``. A total counts the
+    equalities' threads, bounds ignored."""
+
+    equalities: list[dict[str, Any]]
+    bounds: tuple[Bound, ...]
     leading: tuple[str, ...]
     descending: bool
     reverse: bool
 
-    @property
-    def sort(self) -> list[tuple[str, int]]:
-        direction = DESCENDING if self.descending else ASCENDING
-        return [(f, direction) for f in SORT_FIELDS]
-
     def index(self, descending_indexes: bool) -> ListIndex:
         return ListIndex(self.leading, self.descending and descending_indexes)
-
-
-def visible_filter(scope: Scope) -> dict[str, Any]:
-    """The threads a scope may see at all (cursor look-ups and single-thread reads)."""
-    selected: dict[str, Any] = {"organization_id": {"$in": list(scope.organization_ids)}}
-    if scope.user_id is not None:
-        selected["user_id"] = scope.user_id
-    return selected
 
 
 def match_filters(query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
@@ -179,17 +182,16 @@ def _optional_filters(query: ThreadQuery, scope: Scope) -> dict[str, str]:
 
 def plan(query: ThreadQuery, scope: Scope, after: Position | None, before: Position | None) -> Plan:
     """The page after ``after`` (forward), before ``before`` (backward), or between both."""
-    totals = match_filters(query, scope)
     forward_descends = query.order == "desc"
-    bounds: list[dict[str, Any]] = []
+    bounds: list[Bound] = []
     if after is not None:
-        bounds.append(_beyond(after, descending=forward_descends))
+        bounds.append(Bound(after, descending=forward_descends))
     if before is not None:
-        bounds.append(_beyond(before, descending=not forward_descends))
+        bounds.append(Bound(before, descending=not forward_descends))
     backward = before is not None and after is None
     return Plan(
-        streams=[_bounded(equal, bounds) for equal in totals],
-        totals=totals,
+        equalities=match_filters(query, scope),
+        bounds=tuple(bounds),
         leading=tuple(_optional_filters(query, scope)),
         descending=forward_descends != backward,
         reverse=backward,
@@ -204,31 +206,3 @@ def merge(
         *streams, key=lambda d: (d["created_at"], d["_id"]), reverse=descending
     )
     return list(itertools.islice(merged, count))
-
-
-def _bounded(equal: dict[str, Any], bounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """``equal`` within every bound: the ranges on ``created_at`` become the index walk's bounds,
-    and the ties at a bound are settled by ``_id``."""
-    if not bounds:
-        return equal
-    selected: dict[str, Any] = {**equal, "created_at": {}}
-    ties = []
-    for bound in bounds:
-        selected["created_at"].update(bound["created_at"])
-        ties.append({"$or": bound["$or"]})
-    if len(ties) == 1:
-        selected.update(ties[0])
-    else:
-        selected["$and"] = ties
-    return selected
-
-
-def _beyond(position: Position, descending: bool) -> dict[str, Any]:
-    """Threads strictly past ``position`` when walking the order down (or up): a range on
-    ``created_at`` that includes the position's own instant, and among the threads of that
-    instant only those past its id."""
-    op = "$lt" if descending else "$gt"
-    return {
-        "created_at": {op + "e": position.created_at},
-        "$or": [{"created_at": {op: position.created_at}}, {"_id": {op: position.id}}],
-    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.mongo.store import MongoThreadStore, Page
+from services.ports import Page, ThreadReader
 from services.query import BUDGET, Scope, ThreadQuery, match_filters
 
 
@@ -26,7 +26,7 @@ class TooWide(Exception):
         self.walks = walks
 
 
-async def thread_page(store: MongoThreadStore, query: ThreadQuery, scope: Scope) -> Page:
+async def thread_page(store: ThreadReader, query: ThreadQuery, scope: Scope) -> Page:
     """One page of the list, exactly as the API spec defines it.
 
     Raises:
@@ -42,6 +42,6 @@ async def thread_page(store: MongoThreadStore, query: ThreadQuery, scope: Scope)
     return await store.page(query, scope)
 
 
-async def thread(store: MongoThreadStore, thread_id: str, scope: Scope) -> dict[str, Any] | None:
+async def thread(store: ThreadReader, thread_id: str, scope: Scope) -> dict[str, Any] | None:
     """The thread's view, or None when it does not exist or the scope may not see it."""
     return await store.get(thread_id, scope)

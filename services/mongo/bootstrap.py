@@ -18,15 +18,17 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.keys import KeyCache, MongoKeyStore
+from services.keys import KeyCache
 from services.mongo import schema
+from services.mongo.keys import MongoKeyStore
 from services.mongo.migration import Report
 from services.mongo.migration import migrate as expand
 from services.mongo.store import MongoThreadStore
+from services.mongo.views import MongoViewCatalog
 from services.projection import FOLD_VERSION
 from services.projector import Refused
 from services.settings import Settings
-from services.views import LIVE, MAIN, View, ViewCatalog, ViewError, collection_of, fold_refusal
+from services.views import LIVE, MAIN, View, ViewError, collection_of, fold_refusal
 
 # how long the API keeps serving the view it looked up before it looks again: a swap reaches
 # every API instance within this (each request is answered from one view, old or new)
@@ -40,7 +42,7 @@ class Services:
     settings: Settings
     client: AsyncMongoClient[dict[str, Any]]
     database: AsyncDatabase[dict[str, Any]]
-    catalog: ViewCatalog
+    catalog: MongoViewCatalog
     store: MongoThreadStore  # the view served (or written) when the process started
     keys: MongoKeyStore
     key_cache: KeyCache  # the API's key checks
@@ -166,7 +168,7 @@ async def bootstrap(settings: Settings, unmigrated: bool = False) -> Services:
     client, database = connect(settings)
     try:
         descending = await schema.walks_one_way(database)
-        catalog = ViewCatalog(database)
+        catalog = MongoViewCatalog(database)
         problem = None
         try:
             await schema.require(database, descending, [settings.view or LIVE])

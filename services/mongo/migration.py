@@ -21,7 +21,7 @@ Why a migrate may be killed (kill -9) at any point, run twice at once, or run ag
 - **Each thing appears whole or not at all.** A collection is created by one command; an index
   by one ``createIndexes`` (MongoDB finishes or cleans up a build the client stopped waiting
   for; DocumentDB builds it in one PostgreSQL transaction, rolled back with the connection).
-  The catalog documents keep their own order (:meth:`~services.views.ViewCatalog.ensure`:
+  The catalog documents keep their own order (:meth:`~services.mongo.views.MongoViewCatalog.ensure`:
   the pointer first, then ``main``'s entry while the pointer names it).
 - **Two at once** do the same things: a collection the other created first is a
   ``NamespaceExists`` we ignore, an index the other created first is a no-op of
@@ -56,7 +56,8 @@ from services.mongo.schema import (
     view_collections,
     view_indexes,
 )
-from services.views import READY, ViewCatalog
+from services.mongo.views import MongoViewCatalog
+from services.views import READY
 
 T = TypeVar("T")
 STEP = "migrate.step"  # the failpoint (services.failpoints) before each command
@@ -146,7 +147,7 @@ async def served_views(database: Database) -> list[str]:
     """The collections of the views a migrate keeps up to date: the live one, the one a swap
     is taking live, and every other ready view not being dropped (a rebuild in progress gets
     its indexes from the rebuild)."""
-    catalog = ViewCatalog(database)
+    catalog = MongoViewCatalog(database)
     pointer = await catalog.pointer()
     wanted = [v for v in (pointer.live, pointer.next) if v]
     entries = {v.name: v for v in await catalog.all()}
@@ -160,7 +161,7 @@ async def migrate(database: Database, descending: bool) -> Report:
     report = Report()
     found = await survey(database, ())
     report.done += [f"collection {c}" for c in await create_collections(database, CATALOG, found)]
-    catalog = ViewCatalog(database)
+    catalog = MongoViewCatalog(database)
     if await catalog.pointers.find_one({"_id": "live"}) is None:
         report.done.append("the view pointer and main's catalog entry")
     await _ddl(catalog.ensure)
@@ -175,9 +176,9 @@ async def status(database: Database, descending: bool) -> Report:
     report = Report()
     found = await survey(database, ())
     report.missing += found.lacks(CATALOG, ())
-    if "view_pointer" in found.collections and not await ViewCatalog(database).pointers.find_one(
-        {"_id": "live"}
-    ):
+    if "view_pointer" in found.collections and not await MongoViewCatalog(
+        database
+    ).pointers.find_one({"_id": "live"}):
         report.missing.append("missing the view pointer (view_pointer, _id live)")
     if report.missing:
         return report

@@ -21,8 +21,9 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.mongo.views import MongoViewCatalog
 from services.query import INDEX_VERSION, list_indexes
-from services.views import LIVE, READY, ViewCatalog, ViewError
+from services.views import LIVE, READY, ViewError
 
 # the collections outside the views: the catalog and the pointer, API keys, the projector's
 # probe (services.mongo.store.probe) and the dead-letter re-drive marks (consumers.dlq)
@@ -140,7 +141,7 @@ async def require(
         raise not_migrated(problems)
     if not views:
         return
-    views_catalog = ViewCatalog(database)
+    views_catalog = MongoViewCatalog(database)
     if await views_catalog.pointers.find_one({"_id": LIVE}) is None:
         raise not_migrated(["missing the view pointer (view_pointer, _id live)"])
     pointer = await views_catalog.pointer()

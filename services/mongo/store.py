@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
@@ -25,23 +24,14 @@ from services.documents import (
     of_old_layout,
     view_from_document,
 )
-from services.mongo.writes import BATCH_BYTES, Layout, Stored, WriteConflict, by_id
+from services.mongo.render import scope_filter, sort, streams
+from services.mongo.writes import BATCH_BYTES, Layout, by_id
 from services.mongo.writes import load as load_threads
 from services.mongo.writes import save as save_threads
+from services.ports import Absorbed, CursorNotFound, Page, Stored, WriteConflict
 from services.projection import ThreadState
 from services.projection import merge as merge_states
-from services.query import (
-    BUDGET,
-    Plan,
-    Position,
-    Scope,
-    ThreadQuery,
-    merge,
-    plan,
-    visible_filter,
-)
-
-__all__ = ["Absorbed", "CursorNotFound", "MongoThreadStore", "Page", "Stored", "WriteConflict"]
+from services.query import BUDGET, Plan, Position, Scope, ThreadQuery, merge, plan
 
 # The most a thread's view fields (what a page reads) can weigh: the contract bounds them to
 # ~100 kB (a 1,000-character title, 16 metadata pairs of 64 + 512 characters, 100 space ids of
@@ -65,29 +55,6 @@ def transient(exc: BaseException) -> bool:
     ):
         return True
     return isinstance(exc, OperationFailure) and exc.code in TRANSIENT_CODES
-
-
-class CursorNotFound(Exception):
-    """A cursor names no thread the caller may see (whether it exists or not)."""
-
-    def __init__(self, param: str) -> None:
-        super().__init__(f"{param} names no thread you can see")
-        self.param = param
-
-
-@dataclass
-class Absorbed:
-    """What :meth:`MongoThreadStore.absorb` did besides inserting."""
-
-    merged: int = 0  # states merged into a stored one (met before, or on another partition)
-    conflicts: int = 0  # rounds of writes another writer got in first
-
-
-@dataclass(frozen=True)
-class Page:
-    data: list[dict[str, Any]]
-    has_more: bool
-    total: int | None = None
 
 
 class MongoThreadStore:
@@ -137,6 +104,9 @@ class MongoThreadStore:
         if not writes:
             return set()
         return await save_threads(self.layout, writes, wid or uuid4().hex, parts)
+
+    def transient(self, exc: BaseException) -> bool:
+        return transient(exc)
 
     async def probe(self) -> None:
         """One small write to a collection of its own: raises when the store takes no writes
@@ -210,8 +180,8 @@ class MongoThreadStore:
         """
         chosen = await self._plan(query, scope)
         count = query.limit + 1
-        streams = await asyncio.gather(*(self._stream(chosen, s, count) for s in chosen.streams))
-        documents = merge(streams, chosen.descending, count)
+        walked = await asyncio.gather(*(self._stream(chosen, s, count) for s in streams(chosen)))
+        documents = merge(walked, chosen.descending, count)
         data = await self.views(documents[: query.limit])
         if chosen.reverse:
             data.reverse()
@@ -233,7 +203,7 @@ class MongoThreadStore:
             command["limit"] = budget.total_cap + 1
         database = self.threads.database
         replies = await asyncio.gather(
-            *(database.command(command | {"query": s}) for s in chosen.totals)
+            *(database.command(command | {"query": s}) for s in chosen.equalities)
         )
         counts = [int(reply["n"]) for reply in replies]
         if budget is None:
@@ -245,7 +215,7 @@ class MongoThreadStore:
     async def explain(self, query: ThreadQuery, scope: Scope) -> list[dict[str, Any]]:
         """The store's plan for each stream of the page, as ``page`` reads it."""
         chosen = await self._plan(query, scope)
-        walks = [self._walk(chosen, s, query.limit + 1) for s in chosen.streams]
+        walks = [self._walk(chosen, s, query.limit + 1) for s in streams(chosen)]
         return [await walk.explain() for walk in walks]
 
     async def _plan(self, query: ThreadQuery, scope: Scope) -> Plan:
@@ -259,7 +229,7 @@ class MongoThreadStore:
         if cursors:
             wanted = list(dict.fromkeys(cursors.values()))
             documents = self.threads.find(
-                {"_id": {"$in": wanted}, **visible_filter(scope)}, {"created_at": True}
+                {"_id": {"$in": wanted}, **scope_filter(scope)}, {"created_at": True}
             )  # one batch (a negative limit) cannot lose any: two ids at most, created_at only
             async for document in documents.batch_size(len(wanted)).limit(-len(wanted)):
                 found[document["_id"]] = Position(document["created_at"], document["_id"])
@@ -277,7 +247,7 @@ class MongoThreadStore:
         ``count`` threads: in a single batch (a negative limit), or read to its end."""
         # hinted by keys, not name: an older release's index of the same keys serves too
         index = chosen.index(self.descending_indexes).keys
-        found = self.threads.find(stream, VIEW_PROJECTION).sort(chosen.sort).hint(index)
+        found = self.threads.find(stream, VIEW_PROJECTION).sort(sort(chosen)).hint(index)
         return found.batch_size(count).limit(-count if single_batch else count)
 
     async def _stream(self, chosen: Plan, stream: dict[str, Any], count: int) -> list[Any]:
@@ -308,7 +278,7 @@ class MongoThreadStore:
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""
         document, activity = await asyncio.gather(
-            self.threads.find_one({"_id": thread_id, **visible_filter(scope)}, VIEW_PROJECTION),
+            self.threads.find_one({"_id": thread_id, **scope_filter(scope)}, VIEW_PROJECTION),
             self.layout.activity.find_one({"_id": thread_id}, ACTIVITY_PROJECTION),
         )
         return view_from_document(document, activity) if document else None

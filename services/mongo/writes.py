@@ -62,6 +62,7 @@ from services.documents import (
     to_activity,
     to_document,
 )
+from services.ports import Stored, WriteConflict
 from services.projection import ThreadState, copy
 
 DUPLICATE_KEY = 11000
@@ -78,29 +79,6 @@ MESSAGE_KEY_BYTES = 1100  # a record: two ids of up to 128 characters of up to 4
 
 Collection = AsyncCollection[dict[str, Any]]
 Operation = InsertOne[dict[str, Any]] | UpdateOne
-
-
-class WriteConflict(Exception):
-    """Another writer changed some threads since they were loaded: reload, refold, write again.
-
-    ``threads``: which ones (the others were written).
-    """
-
-    def __init__(self, threads: set[str]) -> None:
-        super().__init__(f"{len(threads)} of the batch's threads changed under us")
-        self.threads = threads
-
-
-@dataclass(frozen=True)
-class Stored:
-    """A thread as loaded: its state (the activity's count as ``counted``, no message ids) and
-    what a conditional write of each document needs."""
-
-    state: ThreadState
-    rev: int | None  # the thread document's revision (None: there is none)
-    parts: tuple[int, ...] = ()  # the partitions a rebuild merged into it (clock.parts)
-    activity_rev: int | None = None  # the activity document's (None: there is none)
-    pending: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from consumers.progress import JsonLines
 from consumers.swap import swap
 from consumers.topics import ensure_topics
 from services.mongo.bootstrap import Services
+from services.mongo.views import MongoViewCatalog
 from services.settings import Settings
-from services.views import ViewCatalog
 from tests.conftest import run_cli_async
 from tests.fault.harness import ORGS, assert_view_is_the_fold_of_the_log, wait_for_no_lag
 from tests.fault.logs import generate, reference
@@ -91,13 +91,13 @@ async def test_rebuild_and_swap_while_events_flow_and_clients_read(
     built = await cli(settings, "run", "--name", "next", "--json")
     swapping.set()
     # the handover held open for 2 s while events arrive: they must reach the new view
-    real_finish = ViewCatalog.finish_swap
+    real_finish = MongoViewCatalog.finish_swap
 
-    async def slow_finish(catalog: ViewCatalog, *args: Any) -> None:
+    async def slow_finish(catalog: MongoViewCatalog, *args: Any) -> None:
         await asyncio.sleep(2)
         await real_finish(catalog, *args)
 
-    monkeypatch.setattr(ViewCatalog, "finish_swap", slow_finish)
+    monkeypatch.setattr(MongoViewCatalog, "finish_swap", slow_finish)
     swap_summary = await swap(services, "next", JsonLines())
     swapped.set()
     await publishing

@@ -13,11 +13,12 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.errors import ExecutionTimeout, OperationFailure
 
-from services.keys import KeyCache, MongoKeyStore
+from services.keys import KeyCache
 from services.mongo.bootstrap import Services
+from services.mongo.keys import MongoKeyStore
 from services.mongo.store import MongoThreadStore
+from services.mongo.views import MongoViewCatalog
 from services.settings import Settings
-from services.views import ViewCatalog
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -157,7 +158,7 @@ async def test_a_store_unreachable_for_the_key_check_too_is_503(settings: Settin
         settings,
         dead,
         database,
-        ViewCatalog(database),
+        MongoViewCatalog(database),
         MongoThreadStore(database),
         keys,
         KeyCache(keys, 0),

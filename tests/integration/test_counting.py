@@ -20,7 +20,8 @@ from services.documents import message_key
 from services.events import Event
 from services.mongo import writes
 from services.mongo.bootstrap import Services
-from services.mongo.store import MongoThreadStore, WriteConflict
+from services.mongo.store import MongoThreadStore
+from services.ports import WriteConflict
 from services.projection import fold
 
 pytestmark = pytest.mark.integration

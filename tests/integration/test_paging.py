@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.mongo.bootstrap import Services
-from services.mongo.store import Page
+from services.ports import Page
 from services.projection import Creation, Register, Stamp, ThreadState, view
 from services.query import Scope, ThreadQuery
 from tests.families import expected as listed

@@ -12,7 +12,7 @@ from consumers.sample import cloud_event
 from services.decoding import decode
 from services.events import Event
 from services.mongo.bootstrap import Services
-from services.mongo.store import WriteConflict
+from services.ports import WriteConflict
 from services.projection import ThreadState, as_counted, fold, view
 from services.query import Scope, ThreadQuery
 from tests.fault.harness import stored_states

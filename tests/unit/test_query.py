@@ -1,4 +1,5 @@
-"""Query planning without a store: streams, their indexes, keyset bounds and the merge."""
+"""Query planning without a store: streams, their indexes, keyset bounds and the merge; the
+neutral plan read as it stands and as services.mongo.render renders it for MongoDB."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.mongo.render import streams
 from services.query import (
     SORT_FIELDS,
     ListIndex,
@@ -96,17 +98,31 @@ def reference(docs: list[dict[str, Any]], query: ThreadQuery, scope: Scope) -> l
     return ids[::-1] if query.order == "desc" else ids
 
 
-def read(docs: list[dict[str, Any]], chosen: Plan, limit: int) -> list[str]:
-    """What a store does with a plan: each stream sorted and cut, then the merge."""
-    streams = [
+def neutral(document: dict[str, Any], equal: dict[str, Any], chosen: Plan) -> bool:
+    """A stream of the plan as it stands: its equalities, then every bound."""
+    at = Position(document["created_at"], document["_id"])
+    return all(document[f] == v for f, v in equal.items()) and all(
+        b.admits(at) for b in chosen.bounds
+    )
+
+
+def read(docs: list[dict[str, Any]], chosen: Plan, limit: int, rendered: bool) -> list[str]:
+    """What a store does with a plan: each stream sorted and cut, then the merge; the streams
+    selected by the neutral plan, or by MongoDB's filters rendered from it."""
+    filters = streams(chosen)
+    walked = [
         sorted(
-            (d for d in docs if matches(d, s)),
+            (
+                d
+                for d in docs
+                if (matches(d, filters[i]) if rendered else neutral(d, equal, chosen))
+            ),
             key=lambda d: (d["created_at"], d["_id"]),
             reverse=chosen.descending,
         )[: limit + 1]
-        for s in chosen.streams
+        for i, equal in enumerate(chosen.equalities)
     ]
-    page = [d["_id"] for d in merge(streams, chosen.descending, limit + 1)]
+    page = [d["_id"] for d in merge(walked, chosen.descending, limit + 1)]
     return page[::-1] if chosen.reverse else page
 
 
@@ -135,11 +151,10 @@ def test_a_plan_reads_exactly_the_page_of_the_filtered_list(
         after, before, stop, start = None, after, start - 1, 0
     chosen = plan(query, scope, after, before)
 
-    page = read(docs, chosen, query.limit)
-
     window = want[start:stop]
     expected = window[-query.limit - 1 :] if backward else window[: query.limit + 1]
-    assert page == expected
+    assert read(docs, chosen, query.limit, rendered=False) == expected
+    assert read(docs, chosen, query.limit, rendered=True) == expected
 
 
 @given(query=queries, scope=scopes, cursor=st.booleans())
@@ -152,7 +167,7 @@ def test_every_stream_matches_its_index_by_equality_up_to_the_sort(
         index = chosen.index(descending_indexes)
         assert index in list_indexes(descending_indexes)
         assert index.descending == (chosen.descending and descending_indexes)
-        for stream in chosen.streams:
+        for stream in streams(chosen):
             for field, _ in index.keys[: -len(SORT_FIELDS)]:
                 assert not isinstance(stream[field], dict | list), (field, stream)
             assert set(stream) <= {f for f, _ in index.keys} | {"$or", "$and"}
