@@ -55,37 +55,12 @@ class PrometheusError(Exception):
     """Prometheus answered a query with an error."""
 
 
-class Prometheus:
-    """One Prometheus server, its HTTP API."""
+class Client:
+    """A Prometheus' HTTP API."""
 
-    def __init__(self, binary: Path, config: Path, data: Path, log: Path) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = log
-        with log.open("wb") as out:
-            self.popen = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={data}",
-                    f"--web.listen-address={self.url.removeprefix('http://')}",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def wait(self, ready: Any, what: str, seconds: float = 60) -> None:
-        """Until ``ready()`` is true; fails after ``seconds`` or when Prometheus exits."""
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                if ready():
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.popen.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Prometheus: {what}\n{self.log.read_text(errors='replace')}")
-            time.sleep(0.25)
 
     def api(self, path: str, **params: Any) -> Any:
         body = self.http.get(f"/api/v1/{path}", params=params).json()
@@ -110,6 +85,38 @@ class Prometheus:
             self.api("targets/metadata", match_target=f'{{job="{job}"}}', metric=name)
             for name in names
         )
+
+
+class Prometheus(Client):
+    """A Prometheus server of our own, on a free loopback port."""
+
+    def __init__(self, binary: Path, config: Path, data: Path, log: Path) -> None:
+        super().__init__(f"http://127.0.0.1:{free_port()}")
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={data}",
+                    f"--web.listen-address={self.url.removeprefix('http://')}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait(self, ready: Any, what: str, seconds: float = 60) -> None:
+        """Until ``ready()`` is true; fails after ``seconds`` or when Prometheus exits."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if ready():
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Prometheus: {what}\n{self.log.read_text(errors='replace')}")
+            time.sleep(0.25)
 
     def stop(self) -> None:
         self.http.close()
@@ -179,7 +186,7 @@ def queries(panel: dict[str, Any]) -> list[Query]:
     ]
 
 
-def variables(server: Prometheus, dashboard: dict[str, Any]) -> dict[str, list[str]]:
+def variables(server: Client, dashboard: dict[str, Any]) -> dict[str, list[str]]:
     """Each query variable's values, as Grafana finds them: label_values(metric, label)."""
     found = {}
     for var in dashboard["templating"]["list"]:
@@ -195,13 +202,21 @@ def rate_interval(step: float, scrape: float) -> float:
     return max(step + scrape, 4 * scrape)
 
 
+def regex_escape(value: str) -> str:
+    """A value in a regex inside a PromQL string, as Grafana writes it: each regex
+    metacharacter after a backslash, itself escaped for the string (a bare backslash before
+    another character is a PromQL error)."""
+    return re.sub(r"[\\^$.|?*+()\[\]{}]", lambda m: "\\\\" + m[0].replace("\\", "\\\\"), value)
+
+
 def substitute(expr: str, values: dict[str, list[str]], step: float, scrape: float) -> str:
-    """The expression Grafana sends: a variable's values as a regex (v1|v2), $__interval the
+    """The expression Grafana sends: a variable's values as a regex (v1|v2, escaped by
+    :func:`regex_escape`), $__interval the
     step, $__rate_interval after :func:`rate_interval`. Fails on a variable it does not know."""
     builtins = {
         "__rate_interval": f"{rate_interval(step, scrape):g}s",
         "__interval": f"{step:g}s",
-        **{name: "(" + "|".join(re.escape(v) for v in vs) + ")" for name, vs in values.items()},
+        **{name: "(" + "|".join(map(regex_escape, vs)) + ")" for name, vs in values.items()},
     }
 
     def value(m: re.Match[str]) -> str:
