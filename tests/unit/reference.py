@@ -56,7 +56,7 @@ def expected_view(events: Sequence[Event]) -> dict[str, Any]:
     assert events, "the reference needs at least one event"
     thread_ids = {e.subject for e in events}
     assert len(thread_ids) == 1, f"events of several threads: {thread_ids}"
-    of_type = {}
+    of_type: dict[str, list[Event]] = {}
     for event in events:
         of_type.setdefault(event.type, []).append(event)
 

@@ -51,7 +51,9 @@ metadata = st.dictionaries(
 )
 space_id_lists = st.lists(st.sampled_from(("space_1", "space_2", "space_3")), max_size=3)
 # unknown fields a newer producer may add: a tolerant reader ignores them
-extras = st.sampled_from(({}, {}, {}, {"extra_field": 1}, {"x-trace": {"a": [1, None]}}))
+extras: st.SearchStrategy[dict[str, Any]] = st.sampled_from(
+    ({}, {}, {}, {"extra_field": 1}, {"x-trace": {"a": [1, None]}})
+)
 
 UPDATABLE_FIELDS = {
     "title": titles,
@@ -91,7 +93,7 @@ def message_data() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-DATA = {
+DATA: dict[str, st.SearchStrategy[dict[str, Any]]] = {
     "thread.created": created_data(),
     "thread.message_added": message_data(),
     "thread.updated": updated_data(),

@@ -45,7 +45,7 @@ def _logged(log_format: str, *args: object) -> str:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:
-        configure(Settings(log_format=log_format), stream)  # type: ignore[arg-type]
+        configure(Settings(log_format=log_format), stream)
         logging.getLogger("threadview.test").info("request %s", *args)
         try:
             raise ValueError("boom")

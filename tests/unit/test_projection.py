@@ -225,8 +225,8 @@ def test_merging_many_parts_in_any_grouping_is_the_fold_of_the_union(found: Any)
 @QUICK
 @given(folded_parts(2))
 def test_merge_shares_nothing_with_its_arguments(found: Any) -> None:
-    _, (a, b) = found
-    a, b = folded(a) or folded(b), folded(b) or folded(a)
+    _, (events_a, events_b) = found
+    a, b = folded(events_a) or folded(events_b), folded(events_b) or folded(events_a)
     before = copy.deepcopy((a, b))
     merged = merge(a, b)
     merged.message_ids.add("msg_new")
@@ -313,10 +313,12 @@ def event(kind: str, event_id: str, time: str, data: dict[str, Any] | None = Non
     return to_event(cloud_event(kind, THREAD, time, data or {}, id=event_id))
 
 
-def created(event_id: str, time: str, **data: Any) -> Event:
-    return event(
+def created(event_id: str, time: str, **data: Any) -> ThreadCreated:
+    made = event(
         "thread.created", event_id, time, {"organization_id": "org_1", "user_id": "usr_1", **data}
     )
+    assert isinstance(made, ThreadCreated)
+    return made
 
 
 def message(event_id: str, time: str, message_id: str, model: str | None = None) -> Event:
