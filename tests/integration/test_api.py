@@ -60,7 +60,8 @@ def error(response: httpx.Response, status: int, type: str, param: str | None) -
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
     assert (body["error"]["type"], body["error"]["param"]) == (type, param)
     assert "Traceback" not in response.text
-    return body["error"]
+    detail: dict[str, Any] = body["error"]
+    return detail
 
 
 async def test_the_response_has_exactly_the_published_shape(
@@ -100,7 +101,10 @@ async def test_the_response_has_exactly_the_published_shape(
 
 async def test_filters_and_defaults(world: Services, api: httpx.AsyncClient) -> None:
     service = await key(world, ["org_a", "org_b", "org_c"])
-    get = lambda **params: api.get("/v1/threads", params=params, headers=service)  # noqa: E731
+
+    async def get(**params: Any) -> httpx.Response:
+        return await api.get("/v1/threads", params=params, headers=service)
+
     assert ids(await get()) == ["thrd_b1", "thrd_a3", "thrd_a2", "thrd_a1"]
     assert ids(await get(order="asc", limit=2)) == ["thrd_a1", "thrd_a2"]
     assert ids(await get(include_deleted="TRUE")) == [
