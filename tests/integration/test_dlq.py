@@ -16,14 +16,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumers.dead_letters import dead_letter_headers
-from consumers.dlq import MARKS, REDRIVEN_FROM, render_value
+from consumers.dlq_output import render_value
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics, reader, topic_offsets
 from services.mongo.bootstrap import Services
+from services.mongo.redrive_marks import MARKS
 from services.projector import Record
+from services.redrive import REDRIVEN_FROM
 from services.settings import Settings
-from tests.conftest import run_cli
-from tests.kafka import Raw, create_topic, read_all, structured
+from testkit.kafka import Raw, create_topic, read_all, structured
+from testkit.processes import run_cli
 
 pytestmark = pytest.mark.integration
 

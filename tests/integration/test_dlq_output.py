@@ -9,13 +9,13 @@ import json
 import pytest
 from aiokafka import TopicPartition
 
-from consumers import dlq
+from consumers import dlq_topic as dlq
 from consumers.topics import ensure_topics
 from services.mongo.bootstrap import Services
 from services.settings import Settings
+from testkit.kafka import Raw
 from tests.integration.test_dlq import DeadLetter, write_dead_letters
 from tests.integration.test_dlq import dlq as run
-from tests.kafka import Raw
 
 pytestmark = pytest.mark.integration
 

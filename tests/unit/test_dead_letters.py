@@ -158,7 +158,7 @@ def test_a_record_that_fits_is_copied_whole() -> None:
 
 
 def test_the_tool_reads_its_own_headers_not_a_producers_of_the_same_name() -> None:
-    from consumers.dlq import _header
+    from services.redrive import header as _header
 
     record = Record("t", 0, 1, b"k", b"v", [("dlq.truncated", b"value"), ("dlq.reason", b"x")], 0)
     copy = dead_letter(record, "not_json: x")
