@@ -20,7 +20,7 @@ from typing import Any
 from services.documents import to_activity, to_document
 from services.projection import Creation, Register, Stamp, ThreadState
 from services.query import Scope, ThreadQuery
-from tests.families import expected
+from testkit.families import expected
 
 GENERATION = 2  # 2: the layout of fold version 3 (activity documents)
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -118,7 +118,7 @@ def views_of(rows: Sequence[Row]) -> list[dict[str, Any]]:
 
 def reference(views: list[dict[str, Any]], query: ThreadQuery, scope: Scope) -> list[str]:
     """The full list ``query`` selects in ``scope``, in list order, cursors ignored: the tests'
-    reference (tests/families.py) over the generated rows (:func:`views_of`)."""
+    reference (testkit/families.py) over the generated rows (:func:`views_of`)."""
     return expected(views, query, scope)
 
 

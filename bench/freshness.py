@@ -54,8 +54,8 @@ from bench.worktree import ROOT, TreeProcess, described, keys, worktree, worktre
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
 from services.settings import Settings
-from tests.conftest import free_port
-from tests.kafka import delete_topics
+from testkit.kafka import delete_topics
+from testkit.servers import free_port
 
 THREADS, PROBE_EVERY, POLL = 2000, 10, 0.02
 CATCH_UP = 120  # seconds after the stream a run waits for its last probes

@@ -60,7 +60,7 @@ from bench.stats import fmt, machine, percentile, ratio
 from bench.worktree import TreeProcess, described, keys, tree_env, worktree, worktree_removed
 from services.query import BUDGET, Budget, match_filters
 from services.settings import Settings
-from tests.conftest import free_port
+from testkit.servers import free_port
 
 HERE = Path(__file__).resolve().parent
 # family, deep

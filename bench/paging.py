@@ -60,7 +60,8 @@ from services.mongo.bootstrap import Services, bootstrap, migrate
 from services.mongo.migration import expand_view
 from services.query import ThreadQuery
 from services.settings import Settings
-from tests.conftest import free_port, settings_env
+from testkit.processes import settings_env
+from testkit.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_paging"

@@ -54,14 +54,15 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import AsyncMongoClient
 
 from bench.procs import tree_rss
-from bench.rebuild_log import PARTITIONS, delete, plan, publish
+from bench.rebuild_log import PARTITIONS, delete, messages, publish
 from bench.stats import machine, median, ratio
 from bench.throughput import ROOT, Progress, backend_of, measure, tail
 from bench.worktree import migrate, worktree, worktree_removed
 from services.mongo.migration import expand_view
 from services.mongo.writes import Layout
 from services.settings import Settings
-from tests.conftest import free_port, settings_env
+from testkit.processes import settings_env
+from testkit.servers import free_port
 
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
 CHUNK, LOADERS = 1000, 4
@@ -275,7 +276,7 @@ async def suite(
     """Publishes the log unless it is there, then ``rounds`` rounds; their figures, and what
     was run."""
     args = argparse.Namespace(threads=threads, events=events, cap=cap, against=against)
-    args.messages = sum(messages for messages, _, _ in plan(threads, events))
+    args.messages = messages(threads, events)
     args.logs = Path(tempfile.mkdtemp(prefix="bench-rebuild-"))
     args.run_id = run_id = uuid4().hex[:8]
     topic = await publish(kafka, threads, events)

@@ -4,7 +4,7 @@ the store already holding K unrelated threads.
     python -m bench.throughput [--sizes 300,3000,30000] [--threads 1000] [--rounds 1] [--cap 60]
                                [--peers naive,connector] [--against GIT-REF]
 
-Publishes one generated log (tests/fault/logs.py: retries, disorder, poison) to a fresh topic.
+Publishes one generated log (testkit/logs.py: retries, disorder, poison) to a fresh topic.
 Then, for each size K and each round, runs threadview's projector (``consumers.projector``)
 and the naive one (``bench.naive_projector``: one store read and one write per event,
 FastStream defaults), alternating (the order reversed every other round), each as its own
@@ -58,9 +58,10 @@ from bench.worktree import described, keys, tree_env, worktree, worktree_removed
 from services.mongo.writes import Layout
 from services.settings import Settings
 from services.views import MAIN, collection_of
-from tests.conftest import free_port
-from tests.fault.logs import generate
-from tests.kafka import create_topic, delete_topics, lag, produce
+from testkit.kafka import create_topic, delete_topics, lag, produce
+from testkit.logs import ORGS as LOG_ORGS
+from testkit.logs import generate
+from testkit.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTORS = {
@@ -69,7 +70,6 @@ PROJECTORS = {
     "connector": "bench.connector_projector",  # --peers: bulk upserts, no read, weaker rules
     "against": "consumers.projector",  # --against: of another release, from its worktree
 }
-LOG_ORGS = tuple(f"org_{n}" for n in range(5))  # generate()'s organizations
 PARTITIONS = 6
 CHUNK = 1000
 BATCH_LOG = re.compile(r"batch of (\d+):.* store (\d+) ms, commit (\d+) ms")
@@ -91,7 +91,7 @@ class Run:
 
 class Progress:
     """The group's committed position on the topic, polled with long-lived clients (the same
-    sum as tests.kafka.lag, without a new connection per poll)."""
+    sum as testkit.kafka.lag, without a new connection per poll)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic

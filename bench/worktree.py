@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from services.settings import Settings
-from tests.conftest import Process, settings_env
+from testkit.processes import Process, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ async def _cli(settings: Settings, tree: Path, module: str, *args: str) -> str:
 
 
 class TreeProcess(Process):
-    """``python -m module`` of the checkout ``tree`` (this one by default), as tests.conftest's
+    """``python -m module`` of the checkout ``tree`` (this one by default), as testkit.processes'
     Process runs this tree's: same log, same stop and kill."""
 
     def __init__(self, module: str, settings: Settings, log: Path, tree: Path = ROOT) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench.__main__ import read_results
-from tests.conftest import ROOT, Servers
+from testkit.servers import ROOT, Servers
 
 pytestmark = pytest.mark.e2e
 

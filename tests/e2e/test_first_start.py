@@ -18,8 +18,9 @@ import pytest
 from consumers.sample import cloud_event
 from services.mongo.bootstrap import connect
 from services.settings import Settings
-from tests.conftest import ROOT, Servers, run_cli
-from tests.kafka import produce, structured
+from testkit.kafka import produce, structured
+from testkit.processes import run_cli
+from testkit.servers import ROOT, Servers
 
 pytestmark = pytest.mark.e2e
 RUN = Path(os.environ.get("THREADVIEW_RUN_DIR", ROOT / ".cache" / "run"))

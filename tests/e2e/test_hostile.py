@@ -30,9 +30,9 @@ from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import run_cli
+from testkit.kafka import Raw, produce, read_all, structured
+from testkit.processes import run_cli
 from tests.fault.harness import wait_for_no_lag
-from tests.kafka import Raw, produce, read_all, structured
 
 pytestmark = pytest.mark.e2e
 

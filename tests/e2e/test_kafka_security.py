@@ -25,7 +25,8 @@ from consumers.topics import committed_offsets, ensure_topics, reader, topic_off
 from services.mongo.bootstrap import Services
 from services.settings import Settings
 from services.views import ViewError
-from tests.conftest import SaslKafka, Servers, fresh_settings, run_cli
+from testkit.processes import run_cli
+from testkit.servers import SaslKafka, Servers, fresh_settings
 
 pytestmark = pytest.mark.e2e
 

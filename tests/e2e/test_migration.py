@@ -18,10 +18,10 @@ from services.documents import encode_metadata
 from services.mongo.bootstrap import Services
 from services.projection import FOLD_VERSION, ThreadState, view
 from services.settings import Settings
-from tests.conftest import run_cli_async
+from testkit.kafka import produce, structured
+from testkit.logs import generate, reference
+from testkit.processes import run_cli_async
 from tests.fault.harness import ORGS, published, states_of, wait_for_no_lag
-from tests.fault.logs import generate, reference
-from tests.kafka import produce, structured
 
 pytestmark = pytest.mark.e2e
 

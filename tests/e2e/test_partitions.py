@@ -20,14 +20,14 @@ from services.decoding import decode
 from services.events import Event
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import run_cli
+from testkit.kafka import Raw, produce
+from testkit.logs import Log, generate, reference
+from testkit.processes import run_cli
 from tests.fault.harness import (
     assert_view_is_the_fold_of_the_log,
     states_of,
     wait_for_no_lag,
 )
-from tests.fault.logs import Log, generate, reference
-from tests.kafka import Raw, produce
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import pytest
 
 from consumers.sample import cloud_event
 from services.settings import Settings
-from tests.kafka import produce, read_all, structured
+from testkit.kafka import produce, read_all, structured
 
 pytestmark = pytest.mark.e2e
 

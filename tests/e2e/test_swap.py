@@ -19,10 +19,10 @@ from consumers.topics import ensure_topics
 from services.mongo.bootstrap import Services
 from services.mongo.views import MongoViewCatalog
 from services.settings import Settings
-from tests.conftest import run_cli_async
+from testkit.kafka import produce
+from testkit.logs import generate, reference
+from testkit.processes import run_cli_async
 from tests.fault.harness import ORGS, assert_view_is_the_fold_of_the_log, wait_for_no_lag
-from tests.fault.logs import generate, reference
-from tests.kafka import produce
 
 pytestmark = pytest.mark.e2e
 

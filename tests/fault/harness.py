@@ -15,12 +15,10 @@ from services.mongo.store import MongoThreadStore
 from services.projection import ThreadState, view
 from services.query import Scope, ThreadQuery
 from services.settings import Settings
-from tests.families import assert_every_family_answers_exactly
-from tests.families import expected as listed_ids
-from tests.fault.logs import Log, comparable
-from tests.kafka import lag, produce, read_all
-
-ORGS = tuple(f"org_{n}" for n in range(5))  # tests.fault.logs' organizations
+from testkit.families import assert_every_family_answers_exactly
+from testkit.families import expected as listed_ids
+from testkit.kafka import lag, produce, read_all
+from testkit.logs import ORGS, Log, comparable
 
 
 async def published(settings: Settings, log: Log) -> Log:
@@ -43,7 +41,7 @@ async def wait_for_no_lag(settings: Settings, deadline: float) -> int:
 
 
 async def states_of(services: Services, name: str) -> dict[str, ThreadState]:
-    """The view ``name``'s threads as comparable states (see tests.fault.logs.comparable)."""
+    """The view ``name``'s threads as comparable states (see testkit.logs.comparable)."""
     return await stored_states(services.store_of(await services.catalog.require(name)))
 
 

@@ -16,14 +16,14 @@ import pytest
 
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import free_port
+from testkit.kafka import create_topic, produce
+from testkit.logs import generate, reference
+from testkit.servers import free_port
 from tests.fault.harness import (
     assert_dead_letters_are_the_poison,
     assert_view_is_the_fold_of_the_log,
     wait_for_no_lag,
 )
-from tests.fault.logs import generate, reference
-from tests.kafka import create_topic, produce
 
 pytestmark = pytest.mark.fault
 

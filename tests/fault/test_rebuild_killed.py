@@ -16,10 +16,10 @@ from services.failpoints import VARIABLE
 from services.mongo.bootstrap import Services
 from services.settings import Settings
 from services.views import INTERRUPTED
-from tests.conftest import Process, run_cli
+from testkit.kafka import produce
+from testkit.logs import Log, generate, reference
+from testkit.processes import Process, run_cli
 from tests.fault.harness import states_of
-from tests.fault.logs import Log, generate, reference
-from tests.kafka import produce
 
 pytestmark = pytest.mark.fault
 RUN = ("run", "--json", "--workers", "1", "--name")

@@ -13,8 +13,8 @@ import pytest
 
 from services.mongo.bootstrap import Services
 from services.settings import Settings
+from testkit.kafka import create_topic, lag, produce, structured
 from tests.heavy import longer_title, store_nearly_full
-from tests.kafka import create_topic, lag, produce, structured
 
 pytestmark = pytest.mark.fault
 

@@ -22,10 +22,11 @@ from services.failpoints import VARIABLE
 from services.mongo.bootstrap import Services, bootstrap, migrate
 from services.settings import Settings
 from services.views import MAIN
-from tests.conftest import Process, Servers, fresh_settings, run_cli_async
+from testkit.kafka import Raw, produce
+from testkit.logs import Log, generate, reference
+from testkit.processes import Process, run_cli_async
+from testkit.servers import Servers, fresh_settings
 from tests.fault.harness import states_of, wait_for_no_lag
-from tests.fault.logs import Log, generate, reference
-from tests.kafka import Raw, produce
 
 pytestmark = pytest.mark.fault
 STEPS = 5  # the parametrized steps below, each publishing its own slice

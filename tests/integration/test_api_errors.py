@@ -19,7 +19,7 @@ from services.mongo.keys import MongoKeyStore
 from services.mongo.store import MongoThreadStore
 from services.mongo.views import MongoViewCatalog
 from services.settings import Settings
-from tests.conftest import free_port
+from testkit.servers import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from consumers.topics import committed_offsets, ensure_topics
 from services.decoding import Rejected
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import run_cli
-from tests.kafka import produce, read_all
+from testkit.kafka import produce, read_all
+from testkit.processes import run_cli
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from services.documents import to_document
 from services.mongo.bootstrap import Services
 from services.projection import Creation, Register, Stamp, ThreadState, view
 from services.query import Order, Scope, ThreadQuery
-from tests.families import expected
+from testkit.families import expected
 
 pytestmark = pytest.mark.integration
 

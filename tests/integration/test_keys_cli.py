@@ -8,7 +8,7 @@ import pytest
 
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.conftest import run_cli
+from testkit.processes import run_cli
 
 pytestmark = pytest.mark.integration
 

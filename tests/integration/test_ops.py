@@ -17,7 +17,7 @@ from consumers.topics import ensure_topics
 from services.keys import KeyCache
 from services.mongo.bootstrap import Services
 from services.settings import Settings
-from tests.kafka import produce, structured
+from testkit.kafka import produce, structured
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from services.mongo.bootstrap import Services
 from services.ports import Page
 from services.projection import Creation, Register, Stamp, ThreadState, view
 from services.query import Scope, ThreadQuery
-from tests.families import expected as listed
+from testkit.families import expected as listed
 
 pytestmark = pytest.mark.integration
 

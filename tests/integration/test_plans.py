@@ -13,7 +13,7 @@ import pytest
 from services.documents import to_document
 from services.mongo.bootstrap import Services
 from services.projection import Creation, Register, Stamp, ThreadState
-from tests.families import families
+from testkit.families import families
 
 pytestmark = pytest.mark.integration
 

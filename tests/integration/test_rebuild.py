@@ -27,10 +27,10 @@ from services.mongo.bootstrap import Services, bootstrap
 from services.projection import FOLD_VERSION, ThreadState, fold, view
 from services.settings import Settings
 from services.views import READY, ViewError
-from tests.conftest import run_cli
+from testkit.kafka import lag, produce
+from testkit.logs import Log, comparable, generate, reference
+from testkit.processes import run_cli
 from tests.fault.harness import ORGS, assert_every_list_query_answers, published, states_of
-from tests.fault.logs import Log, comparable, generate, reference
-from tests.kafka import lag, produce
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ def fold_of(records: list[Any], as_of: datetime | None = None) -> dict[str, Thre
         decoded = decode(key, value, headers)
         if not isinstance(decoded, Event.__args__):  # type: ignore[attr-defined]
             continue
-        decoded.at(LogPosition(0, 0, i))  # the log's order (see tests.fault.logs.reference)
+        decoded.at(LogPosition(0, 0, i))  # the log's order (see testkit.logs.reference)
         if as_of is None or decoded.time <= as_of:
             events.setdefault(decoded.subject, []).append(decoded)
     return {thread: comparable(fold(None, batch)) for thread, batch in events.items()}

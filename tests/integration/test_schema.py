@@ -21,7 +21,8 @@ from services.mongo.store import MongoThreadStore
 from services.query import INDEX_VERSION, Scope, ThreadQuery
 from services.settings import Settings
 from services.views import MAIN
-from tests.conftest import ROOT, run_cli, settings_env
+from testkit.processes import run_cli, settings_env
+from testkit.servers import ROOT
 
 pytestmark = pytest.mark.integration
 

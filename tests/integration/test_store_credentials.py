@@ -21,7 +21,7 @@ from services.mongo import migration
 from services.mongo.bootstrap import Services, bootstrap, connect
 from services.projection import Creation, Stamp, ThreadState
 from services.settings import Settings
-from tests.conftest import STACK, Servers
+from testkit.servers import STACK, Servers
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("FERRETDB_READER_PORT", "27018"))

@@ -22,9 +22,9 @@ from services.mongo.migration import expand_view
 from services.projection import FOLD_VERSION
 from services.settings import Settings
 from services.views import BUILDING, MAIN, READY, View, ViewError
-from tests.conftest import run_cli
+from testkit.logs import generate, reference
+from testkit.processes import run_cli
 from tests.fault.harness import published, states_of
-from tests.fault.logs import generate, reference
 
 pytestmark = pytest.mark.integration
 HERE = socket.gethostname()

@@ -1,5 +1,7 @@
 """The layers' arrows point inwards: the entry points (api/, consumers/) use the core
-(services/), the core uses neither, and neither entry point uses the other."""
+(services/), the core uses neither, and neither entry point uses the other; the shared test
+kit (testkit/) uses neither the tests nor the benchmarks, and the benchmarks do not use the
+tests."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FORBIDDEN = {"services": ("api", "consumers", "bench", "tests"), "consumers": ("api",)}
+FORBIDDEN = {
+    "services": ("api", "consumers", "bench", "testkit", "tests"),
+    "consumers": ("api",),
+    # the test kit serves the tests and the benchmarks; a benchmark uses the kit, not the tests
+    "bench": ("tests",),
+    "testkit": ("tests", "bench"),
+}
 
 
 def imported(path: Path) -> set[str]:

@@ -1,7 +1,8 @@
 """The request families of the list endpoint, and a plain-Python reference of what each lists.
 
 Shared by the plan test (each family is an ordered index walk), the paging properties and the
-fault tests (after crashes and outages, every family still answers, exactly).
+fault tests (after crashes and outages, every family still answers, exactly); the reference
+(:func:`expected`) also by the paging benchmark (bench/families.py), over its generated rows.
 """
 
 from __future__ import annotations

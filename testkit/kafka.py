@@ -1,4 +1,4 @@
-"""Plain aiokafka helpers for tests: produce records, read a topic to its end."""
+"""Plain aiokafka helpers for tests and benchmarks: produce records, read a topic to its end."""
 
 from __future__ import annotations
 
