@@ -18,7 +18,7 @@ import pytest
 from consumers.sample import cloud_event
 from services.mongo.bootstrap import connect
 from services.settings import Settings
-from testkit.kafka import produce, structured
+from testkit.kafka import Raw, produce, structured
 from testkit.processes import run_cli
 from testkit.servers import ROOT, Servers
 
@@ -59,7 +59,7 @@ async def collections(settings: Settings) -> list[str]:
         await client.close()
 
 
-def created(thread: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+def created(thread: str) -> Raw:
     return structured(
         cloud_event(
             "thread.created",

@@ -19,9 +19,9 @@ from services.mongo.bootstrap import Services
 from services.projection import FOLD_VERSION, ThreadState, view
 from services.settings import Settings
 from testkit.kafka import produce, structured
-from testkit.logs import generate, reference
+from testkit.logs import ORGS, generate, reference
 from testkit.processes import run_cli_async
-from tests.fault.harness import ORGS, published, states_of, wait_for_no_lag
+from tests.fault.harness import published, states_of, wait_for_no_lag
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 
 from consumers.topics import ensure_topics
-from services.decoding import decode
-from services.events import Event
+from services.decoding import EVENT_MODELS, decode
 from services.mongo.bootstrap import Services
 from services.settings import Settings
 from testkit.kafka import Raw, produce
@@ -64,7 +63,7 @@ def spread(log: Log, positions: list[tuple[int, int]]) -> int:
     partitions: dict[str, set[int]] = defaultdict(set)
     for record, (partition, _) in zip(log.records, positions, strict=True):
         decoded = decode(*record)
-        if isinstance(decoded, Event.__args__):  # type: ignore[attr-defined]
+        if isinstance(decoded, EVENT_MODELS):
             partitions[decoded.subject].add(partition)
     return sum(len(found) > 1 for found in partitions.values())
 

@@ -69,7 +69,7 @@ async def test_produced_events_appear_in_the_api(
     rng.shuffle(events)  # a message may now come before its thread.created
     records = [structured(e) for e in events]
     records += rng.sample(records, 10)  # producer retries: the same events again
-    poison = (b"thrd_e2e_0", b"{not json", [])
+    poison: tuple[bytes, bytes, list[tuple[str, bytes]]] = (b"thrd_e2e_0", b"{not json", [])
     records.append(poison)
 
     # when: the projector runs as its own process and the records are produced

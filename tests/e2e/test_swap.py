@@ -20,9 +20,9 @@ from services.mongo.bootstrap import Services
 from services.mongo.views import MongoViewCatalog
 from services.settings import Settings
 from testkit.kafka import produce
-from testkit.logs import generate, reference
+from testkit.logs import ORGS, generate, reference
 from testkit.processes import run_cli_async
-from tests.fault.harness import ORGS, assert_view_is_the_fold_of_the_log, wait_for_no_lag
+from tests.fault.harness import assert_view_is_the_fold_of_the_log, wait_for_no_lag
 
 pytestmark = pytest.mark.e2e
 

@@ -33,12 +33,16 @@ pytestmark = [
 ]
 
 
+def stack_up() -> None:
+    subprocess.run([STACK, "up"], check=True, capture_output=True)
+
+
 async def wait_for_status(urls: list[str], status: int, deadline: float = 60) -> bool:
     """Until every url answers ``status`` (a process still starting counts as not yet)."""
     end = time.monotonic() + deadline
     async with httpx.AsyncClient(timeout=5) as client:
         while time.monotonic() < end:
-            answers = []
+            answers: list[int | None] = []
             for url in urls:
                 try:
                     answers.append((await client.get(url)).status_code)
@@ -86,7 +90,7 @@ async def test_store_outage_loses_nothing(
     stalled_at = await lag(
         settings.kafka_bootstrap_servers, settings.topic, settings.consumer_group
     )
-    await asyncio.to_thread(subprocess.run, [STACK, "up"], check=True, capture_output=True)
+    await asyncio.to_thread(stack_up)
 
     # then: nothing was committed while the store was down, and afterwards all of it was
     assert stalled_at >= down_at - 100  # at most the batch that was being committed
@@ -119,7 +123,7 @@ async def test_a_rebuild_waits_for_the_store_and_loses_nothing(
     # when: the store is killed mid-rebuild and comes back a few seconds later
     os.kill(int(PID_FILE.read_text()), signal.SIGKILL)
     await asyncio.sleep(4)
-    await asyncio.to_thread(subprocess.run, [STACK, "up"], check=True, capture_output=True)
+    await asyncio.to_thread(stack_up)
 
     # then: the rebuild waited, finished, and is the fold of the whole log
     assert await asyncio.to_thread(rebuild.popen.wait, 240) == 0, rebuild.output()[-3000:]
