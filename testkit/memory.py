@@ -8,8 +8,9 @@ thread document (creation, registers, ``updated_at``) with its revision and the 
 rebuild merged; the activity (count, last message time, last model) with its revision; and the
 set of message ids recorded. Writes are conditional on the revisions loaded, as there, and a
 message id is counted once whatever was counted before. Fault injection: ``fail`` (a queue of
-exceptions the next calls to ``load``/``save``/``probe`` raise) and ``conflict_next`` (threads
-whose next write another writer gets in first).
+exceptions the next calls to ``load``/``save``/``probe`` raise), ``conflict_next`` (threads
+whose next write another writer gets in first) and ``refuse`` (threads whose every write is
+refused for good: any save holding one raises :class:`Refusal`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from services.query import Plan, Position, Scope, ThreadQuery, plan
 
 class Unavailable(Exception):
     """A store error that passes by itself (what a lost connection is to the MongoDB store)."""
+
+
+class Refusal(Exception):
+    """A write the store refuses for good (what a document over 16 MB is to MongoDB)."""
 
 
 @dataclass
@@ -59,14 +64,17 @@ class _Thread:
 class MemoryThreadStore:
     def __init__(self) -> None:
         self.threads: dict[str, _Thread] = {}
-        self.fail: list[BaseException] = []  # raised by the next calls, first first
+        # raised by the next calls, first first (None: that call goes through)
+        self.fail: list[BaseException | None] = []
         self.conflict_next: set[str] = set()
+        # threads whose writes the store refuses for good (as a document over 16 MB is), and why
+        self.refuse: dict[str, str] = {}
         self.calls: list[str] = []  # "load", "save", "probe", in order
 
     def _enter(self, call: str) -> None:
         self.calls.append(call)
-        if self.fail:
-            raise self.fail.pop(0)
+        if self.fail and (failure := self.fail.pop(0)) is not None:
+            raise failure
 
     def transient(self, exc: BaseException) -> bool:
         return isinstance(exc, Unavailable)
@@ -105,6 +113,8 @@ class MemoryThreadStore:
         parts: dict[str, list[int]] | None = None,
     ) -> set[str]:
         self._enter("save")
+        if refused := [w[0].id for w in writes if w[0].id in self.refuse]:
+            raise Refusal(self.refuse[refused[0]])
         attempted: set[str] = set()
         conflicted: set[str] = set()
         for state, stored in writes:
