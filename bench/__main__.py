@@ -393,8 +393,10 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
 def read_results(out: Path) -> dict[str, Any]:
     """A run's raw figures: ``results.json.gz``, or the plain ``results.json`` of older runs."""
     if (out / RESULTS).exists():
-        return json.loads(gzip.decompress((out / RESULTS).read_bytes()))
-    return json.loads((out / "results.json").read_text())
+        found: dict[str, Any] = json.loads(gzip.decompress((out / RESULTS).read_bytes()))
+    else:
+        found = json.loads((out / "results.json").read_text())
+    return found
 
 
 def render(out: Path, readme: bool) -> int:

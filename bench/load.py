@@ -288,7 +288,7 @@ async def measure(
 
         rows_out = []
         for case in cases:
-            spent, driver = 0.0, []
+            spent, driver = 0.0, list[float]()
             while len(driver) < runs and (spent < CASE_BUDGET or len(driver) < 3):
                 elapsed, *_ = await bench.driver(case)
                 spent += elapsed
@@ -317,24 +317,24 @@ async def measure(
             sides = {"this": (settings.api_port, keys)} | ({against or "": other} if other else {})
             # this tree's API both to clients that retry at once and to ones that wait the
             # Retry-After; the other never refuses, so the two are one there
-            runs = [(side, polite) for side in sides for polite in (False, True)]
-            runs = [(side, polite) for side, polite in runs if side == "this" or not polite]
+            pairs = [(side, polite) for side in sides for polite in (False, True)]
+            pairs = [(side, polite) for side, polite in pairs if side == "this" or not polite]
             for name in SWEEP:
-                if (case := by_name.get(name)) is None:  # no deep page in a small list
+                if (swept := by_name.get(name)) is None:  # no deep page in a small list
                     continue
                 for turn, level in enumerate(levels):
-                    order = runs[:: -1 if turn % 2 else 1]  # who goes first alternates
+                    order = pairs[:: -1 if turn % 2 else 1]  # who goes first alternates
                     for side, polite in order:
                         port, side_keys = sides[side]
                         if profile and not spy and side == "this" and level == max(levels):
                             spy = Profile(api.popen.pid, seconds, profile, "api")
-                        url = url_of(case, port)
-                        found = await wrk(url, side_keys[case.family.key], level, seconds, polite)
-                        found["settled_s"] = await settle(url, side_keys[case.family.key])
+                        url = url_of(swept, port)
+                        found = await wrk(url, side_keys[swept.family.key], level, seconds, polite)
+                        found["settled_s"] = await settle(url, side_keys[swept.family.key])
                         clients = "polite" if polite else "at once"
                         sweep.append(
                             {"side": side, "clients": clients}
-                            | {"family": case.family.name, "page": case.label}
+                            | {"family": swept.family.name, "page": swept.label}
                             | found
                         )
         profiled = await asyncio.to_thread(spy.wait) if spy else None
