@@ -3,6 +3,10 @@
 Names are documented in docs/operations.md and used by docs/grafana/. Every label
 value is bounded whatever producers send: event types become labels only while few and sane
 (:class:`BoundedLabels`), reasons are the fixed rejection codes, partitions are the topic's.
+
+Why this module is longer than ~200 lines: it declares every metric of the projector (the
+dashboard's contract, docs/grafana/threadview.json) in one place, with the lag watcher that
+feeds several of them.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Used by the rebuild (a partition folded in memory-bounded chunks, each merged into the view)
 and by the swap's catch-up (small ranges, applied through the projector's load-fold-save).
+
+Why this module is longer than ~200 lines: the rebuild's replay of one partition (chunked folds,
+checkpoints, the absorb, the retries) is one protocol whose kill -9 argument spans the
+checkpoint and the absorb.
 """
 
 from __future__ import annotations

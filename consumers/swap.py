@@ -55,6 +55,10 @@ A swapper that only seemed dead (it hung, and another command took its swap over
 it) can do no harm when it wakes: its heartbeat, ``next`` and flip are conditional on its own
 swap id and fail, so it stops; the records it applied meanwhile are applied again by whoever
 goes on, which the fold absorbs.
+
+Why this module is longer than ~200 lines: the swap's handover protocol (catch-up, next,
+handover, flip, settle) and its gap-free argument, above, are one piece; the store's side of
+each step is in services.mongo.views.
 """
 
 from __future__ import annotations

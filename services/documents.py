@@ -25,6 +25,10 @@ Metadata is stored as a list of
 ``$``: MongoDB accepts such names on inserts but refuses some of them in updates (our writes
 are ``$set``), and discourages them; as values of ``{k, v}`` pairs they are plain data on
 every server.
+
+Why this module is longer than ~200 lines: the mapping between a thread's state and its
+documents has to be read in both directions at once (to_document and from_document must stay
+inverse), for both documents of the layout.
 """
 
 from __future__ import annotations

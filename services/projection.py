@@ -26,6 +26,10 @@ whose records sit on several partitions comes out as the live projector folds it
 Ties: two writes with the same stamp (a producer reusing an event id and a time for different
 content) are decided by their values, and two creations at the same place by their content,
 never by which came first, so that even then the state depends on the set of events alone.
+
+Why this module is longer than ~200 lines: the fold and its join (merge) are one algebra, held
+together by the properties of tests/unit/test_projection.py; each register's rule is a few
+lines, and splitting them would separate a rule from the stamps it compares.
 """
 
 from __future__ import annotations

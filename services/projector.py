@@ -30,6 +30,10 @@ middle of the one-by-one writes, before the commit) leaves the offsets uncommitt
 comes again, every thread is refolded from what the store holds, threads already written fold
 to no change, and a refused thread is refused again, so the next owner ends where this one
 would have.
+
+Why this module is longer than ~200 lines: every failure path of a batch (above) ends in the
+same commit, and the argument that a kill -9 anywhere leaves a recoverable state reads across
+all of them; the paths share the retry state of one batch.
 """
 
 from __future__ import annotations

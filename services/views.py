@@ -7,6 +7,10 @@ the projector writes from its first start; ``threadview-rebuild`` makes others
 (``threads_<name>``) by replaying the log. The catalog records how each was built (:class:`View`);
 the pointer (:class:`Pointer`) names the live view, the one the API serves and the projector
 writes, and during a swap also the ``next`` one, which the projector then writes too.
+
+Why this module is longer than ~200 lines: the catalog's records (View, Handover, Pointer) and
+the pure rules over them (building, fold refusal, settlement) are one vocabulary that the swap,
+the rebuild and the drop share.
 """
 
 from __future__ import annotations

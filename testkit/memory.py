@@ -11,6 +11,10 @@ message id is counted once whatever was counted before. Fault injection: ``fail`
 exceptions the next calls to ``load``/``save``/``probe`` raise), ``conflict_next`` (threads
 whose next write another writer gets in first) and ``refuse`` (threads whose every write is
 refused for good: any save holding one raises :class:`Refusal`).
+
+Why this module is longer than ~200 lines: the in-memory adapter of the whole ThreadStore port
+(write side with revisions and counted ids, read side with the neutral plan), kept in one file
+like the adapter it stands in for.
 """
 
 from __future__ import annotations

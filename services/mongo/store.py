@@ -1,4 +1,9 @@
-"""The MongoDB adapter of the thread store; FerretDB speaks the same protocol."""
+"""The MongoDB adapter of the thread store; FerretDB speaks the same protocol.
+
+Why this module is longer than ~200 lines: it is the adapter of the whole ThreadStore port: the
+write side delegates to services.mongo.writes, and what remains (pages, totals, single-batch
+reads and their 16 MB argument) shares the plan and the projections.
+"""
 
 from __future__ import annotations
 

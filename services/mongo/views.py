@@ -26,6 +26,10 @@ a new primary would keep it. (A deposed primary that does not know it yet can st
 majority read from its last majority snapshot, for up to an election timeout; only
 ``linearizable`` reads close that window. FerretDB has one node and ignores every read and
 write concern: docs/ferretdb.md.)
+
+Why this module is longer than ~200 lines: every conditional change of the pointer (claim, take
+over, begin, beat, flip, abort, settle, drop) is here, so that the conditions that make two
+swaps, or a swap and a drop, exclude each other can be read side by side.
 """
 
 from __future__ import annotations

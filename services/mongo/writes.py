@@ -37,6 +37,10 @@ The thread document changes only with the events that are not messages, by ``$se
 fields that changed, conditional on its own revision; the two documents are written in
 parallel, and a conflict on either sends the thread back to be reloaded and refolded (the
 part that went through folds to no change).
+
+Why this module is longer than ~200 lines: the counting protocol (the two rules above, the
+rounds of activity writes, the records written after them, the clearing) is one argument, and
+splitting its steps over modules would hide which write may follow which.
 """
 
 from __future__ import annotations
