@@ -7,6 +7,9 @@ services.redrive (once each, marks in the store, why a kill leaves nothing to fi
 producer and the marks consumers.dlq_send opens. Records are printed (or re-driven) one by one
 as they are read, never collected.
 
+Over ~200 lines (about 240) because it holds three commands, each with its own columns and
+summary; what they share is consumers.dlq_output's and consumers.dlq_topic's already.
+
 Configured by the same THREADVIEW_* variables as the projector and the API.
 """
 
