@@ -69,7 +69,7 @@ class Limits:
         self.app = app
         self.settings = settings
         self.shed = shed
-        self.in_flight = 0
+        self.requests = Slots(settings.api_max_in_flight)  # every request but the probes
         self.retry_after = str(settings.api_retry_after_seconds).encode()
         # made once: under overload, refusing is most of what the process does
         self.overloaded = error_body(
@@ -86,6 +86,8 @@ class Limits:
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)
+        if refusal is None and not self.requests.take():
+            refusal = 503, "in_flight", self.overloaded
         if refusal is not None:
             status, reason, body = refusal
             self.shed.counts[reason] += 1
@@ -108,17 +110,16 @@ class Limits:
                 message["headers"] = headers
             await send(message)
 
-        self.in_flight += 1
         token = BUDGET.set(budget)
         try:
             with pymongo.timeout(self.settings.api_query_timeout_ms / 1000):
                 await self.app(scope, receive, sending)
         finally:
             BUDGET.reset(token)
-            self.in_flight -= 1
+            self.requests.release()
 
     def _refusal(self, scope: Scope) -> tuple[int, str, bytes] | None:
-        """Why the request is refused at once (status, reason, error body), or None."""
+        """Why the request's size refuses it at once (status, reason, error body), or None."""
         target = len(scope.get("raw_path") or scope["path"].encode()) + len(scope["query_string"])
         if target > self.settings.api_max_url_bytes:
             limit = self.settings.api_max_url_bytes
@@ -129,8 +130,6 @@ class Limits:
             limit = self.settings.api_max_header_bytes
             message = f"the request headers weigh more than {limit} bytes"
             return 431, "headers_too_large", _invalid(message, "headers_too_large")
-        if self.in_flight >= self.settings.api_max_in_flight:
-            return 503, "in_flight", self.overloaded
         return None
 
 
@@ -144,26 +143,36 @@ def error_body(detail: ErrorDetail) -> bytes:
 
 
 class Slots:
-    """At most ``size`` requests of one kind at a time in this process; one more is refused."""
+    """At most ``size`` holders at a time in this process; one more is refused at once: the
+    requests in flight (:class:`Limits`) and, among them, those counting a total
+    (:meth:`hold`)."""
 
-    def __init__(self, size: int, shed: Shed, reason: str, retry_after: int) -> None:
-        self.size, self.shed, self.reason, self.taken = size, shed, reason, 0
-        self.message = (
-            f"the API is counting {size} totals already; retry after {retry_after} s, "
-            "or ask without include_total"
-        )
+    def __init__(self, size: int, shed: Shed | None = None, reason: str = "", message: str = ""):
+        self.size, self.taken = size, 0
+        self.shed, self.reason, self.message = shed, reason, message  # for hold()'s refusals
+
+    def take(self) -> bool:
+        """Take a slot if one is free; whoever got one gives it back with :meth:`release`."""
+        if self.taken >= self.size:
+            return False
+        self.taken += 1
+        return True
+
+    def release(self) -> None:
+        self.taken -= 1
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """A slot for the block. Raises ApiError (503 ``overloaded``) when none is free."""
-        if self.taken >= self.size:
-            self.shed.counts[self.reason] += 1
+        """A slot for the block. Raises ApiError (503 ``overloaded``, with ``message``), counted
+        as shed for ``reason``, when none is free."""
+        if not self.take():
+            if self.shed is not None:
+                self.shed.counts[self.reason] += 1
             raise ApiError(503, self.message, "api_error", code="overloaded")
-        self.taken += 1
         try:
             yield
         finally:
-            self.taken -= 1
+            self.release()
 
 
 def install(app: FastAPI, settings: Settings) -> Slots:
@@ -172,4 +181,8 @@ def install(app: FastAPI, settings: Settings) -> Slots:
     app.state.shed = Shed()
     app.add_middleware(Limits, settings=settings, shed=app.state.shed)
     size, retry = settings.api_max_totals_in_flight, settings.api_retry_after_seconds
-    return Slots(size, app.state.shed, "totals", retry)
+    message = (
+        f"the API is counting {size} totals already; retry after {retry} s, "
+        "or ask without include_total"
+    )
+    return Slots(size, app.state.shed, "totals", message)
