@@ -26,7 +26,8 @@ from services.query import INDEX_VERSION, list_indexes
 from services.views import LIVE, READY, ViewError
 
 # the collections outside the views: the catalog and the pointer, API keys, the projector's
-# probe (services.mongo.store.probe) and the dead-letter re-drive marks (consumers.dlq)
+# probe (services.mongo.store.probe) and the dead-letter re-drive marks
+# (services.mongo.redrive_marks)
 CATALOG = ("views", "view_pointer", "api_keys", "projector_probe", "dlq_redriven")
 MIGRATE = "run threadview-admin migrate"
 _VERSIONED = re.compile(r"list_v(\d+)_")

@@ -294,7 +294,7 @@ class MongoViewCatalog:
                 raise ViewError(f"{view.name!r} is the live view{alias}: it cannot be dropped")
             raise ViewError(f"{view.name!r} is being swapped in: `swap --abort` first")
         # a rebuild resuming this view marks its entry building, then looks for this mark
-        # (consumers.build._start): read the entry after the mark, and one of the two refuses
+        # (services.rebuild.start): read the entry after the mark, and one of the two refuses
         again = await self.get(view.name)
         if again is not None and building(again):
             await self.pointers.update_one({"_id": LIVE}, {"$pull": {"dropping": view.name}})
