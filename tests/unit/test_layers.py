@@ -39,3 +39,33 @@ def test_no_arrow_points_outwards(package: str) -> None:
         str(m.relative_to(ROOT)): sorted(imported(m) & set(FORBIDDEN[package])) for m in modules
     }
     assert {m: w for m, w in wrong.items() if w} == {}
+
+
+# what the core may not import outside its MongoDB adapters (services/mongo/): a driver or a
+# framework (pydantic is the contract's models; pydantic-settings, pythonjsonlogger: config and
+# logging, no I/O of their own)
+DRIVERS_AND_FRAMEWORKS = (
+    "pymongo",
+    "bson",
+    "motor",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "faststream",
+    "aiokafka",
+    "prometheus_client",
+    "httpx",
+    "typer",
+    "rich",
+)
+
+
+def test_the_core_imports_no_driver_or_framework_outside_its_mongo_adapters() -> None:
+    core = [m for m in sorted((ROOT / "services").rglob("*.py")) if "mongo" not in m.parts]
+    assert len(core) > 10
+    wrong = {
+        str(m.relative_to(ROOT)): sorted(imported(m) & set(DRIVERS_AND_FRAMEWORKS)) for m in core
+    }
+    assert {m: w for m, w in wrong.items() if w} == {}
+    adapters = sorted((ROOT / "services" / "mongo").rglob("*.py"))
+    assert any("pymongo" in imported(m) for m in adapters)  # the rule looks where it should
