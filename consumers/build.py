@@ -10,7 +10,12 @@ with the admin's store credential), the indexes after the load (on FerretDB befo
 thread whose records sit on several partitions is merged from all of them, so the view is the
 fold of the whole log however the records were partitioned. The catalog entry
 records the offsets, the checkpoints and the progress, so an interrupted rebuild resumes where
-it stopped, inside a partition (``run --name`` again), or is removed by ``gc``.
+it stopped, inside a partition (``run --name`` again), or is removed by ``gc``. The catalog's
+rules (a new entry or one to resume, checkpoints, what is abandoned) are services.rebuild's.
+
+Why this module is longer than ~200 lines: the build's whole protocol (capture the offsets,
+start or resume the entry, run the workers, collect their checkpoints, mark the view ready)
+and its resume argument read in one place; the catalog's rules are services.rebuild's.
 """
 
 from __future__ import annotations
@@ -33,23 +38,15 @@ from consumers.replay import (
     retrying,
     worker_context,
 )
-from consumers.topics import Offsets, reader, topic_offsets
+from consumers.topics import reader, topic_offsets
 from services import owners
 from services.mongo.bootstrap import Services
 from services.mongo.migration import expand_view
 from services.mongo.store import transient
-from services.projection import FOLD_VERSION
-from services.views import (
-    BUILDING,
-    FAILED,
-    INTERRUPTED,
-    READY,
-    View,
-    ViewError,
-    building,
-    check_name,
-    collection_of,
-)
+from services.rebuild import abandoned as abandoned  # tests/unit/test_views.py imports it here
+from services.rebuild import checkpoint, truncation_warning
+from services.rebuild import start as start_or_resume
+from services.views import FAILED, INTERRUPTED, READY, View, check_name
 
 HEARTBEAT = owners.HEARTBEAT  # seconds between progress writes to the catalog
 
@@ -63,23 +60,6 @@ DEFAULT_MEMORY_MB, MAIN_MB, WORKER_MB, MIN_STATES_MB = 768, 150, 150, 1
 def states_budget(memory_mb: int, workers: int) -> int:
     """The bytes of fold states each of ``workers`` holds before it merges them into the view."""
     return max(MIN_STATES_MB, (memory_mb - MAIN_MB) // workers - WORKER_MB) * 1024 * 1024
-
-
-def abandoned(view: View, now: datetime | None = None) -> bool:
-    """A rebuild that stopped (interrupted, failed, or its process died) and left its view."""
-    return view.state in (INTERRUPTED, FAILED) or (
-        view.state == BUILDING and not building(view, now)
-    )
-
-
-def truncation_warning(topic: str, offsets: Offsets) -> str | None:
-    truncated = offsets.truncated()
-    if not truncated:
-        return None
-    return (
-        f"topic {topic} no longer holds its first records on partitions {truncated} (retention "
-        "deleted them): a rebuild would miss those events; give the topic retention.ms=-1"
-    )
 
 
 async def run(
@@ -101,7 +81,7 @@ async def run(
     started = time.monotonic()
     view = await _start(services, check_name(name), as_of, as_was, reporter)
     store = services.store_of(view)
-    start = {p: _checkpoint(view, p) for p in view.end}
+    start = {p: checkpoint(view, p) for p in view.end}
     pending = sorted(  # the most left to read first
         (p for p in view.end if start[p] < view.end[p]),
         key=lambda p: view.end[p] - start[p],
@@ -178,14 +158,6 @@ async def run(
     }
 
 
-def _checkpoint(view: View, partition: int) -> int:
-    """The first offset of ``partition`` not merged into the view yet."""
-    if partition in view.done:
-        return view.end[partition]
-    found = view.checkpoint.get(partition)
-    return max(view.begin[partition], found["offset"]) if found else view.begin[partition]
-
-
 def _tally(view: View) -> Tally:
     """The whole rebuild's tally: the sum of its partitions' checkpoints."""
     total = Tally() if view.checkpoint else Tally(**view.counts)  # an entry from before them
@@ -201,60 +173,27 @@ async def _start(
     as_was: datetime | None,
     reporter: Reporter,
 ) -> View:
-    """A new catalog entry with the topic's offsets now, or the one of a rebuild to resume."""
-    settings, catalog = services.settings, services.catalog
+    """A new catalog entry with the topic's offsets now, or the one of a rebuild to resume
+    (services.rebuild.start)."""
+    settings = services.settings
     consumer = reader(settings)
     await consumer.start()
     try:
         offsets = await topic_offsets(consumer, settings.topic, as_was)
     finally:
         await consumer.stop()
-    if warning := truncation_warning(settings.topic, offsets):
+    if warning := truncation_warning(settings.topic, offsets.truncated()):
         reporter.note(warning)
-    existing = await catalog.get(name)
-    if existing is None:
-        view = View(
-            name,
-            collection_of(name),
-            BUILDING,
-            topic=settings.topic,
-            as_of=as_of,
-            as_was=as_was,
-            begin=offsets.begin,
-            end=offsets.end,
-            done=[p for p, o in offsets.end.items() if o <= offsets.begin[p]],
-            heartbeat_at=datetime.now(UTC),
-            owner=owners.me(),
-        )
-        await catalog.create(view)
-        return view
-    if not abandoned(existing):
-        raise ViewError(
-            f"view {name!r} exists and is {existing.state}"
-            + (" (a rebuild is running)" if existing.state == BUILDING else "")
-        )
-    asked = (settings.topic, as_of, as_was)
-    if (existing.topic, existing.as_of, existing.as_was) != asked:
-        raise ViewError(
-            f"view {name!r} was started from {existing.topic} with as_of={existing.as_of}, "
-            f"as_was={existing.as_was}: resume it with the same, or `gc` it"
-        )
-    if existing.fold_version != FOLD_VERSION:
-        raise ViewError(f"view {name!r} was started by fold version {existing.fold_version}")
-    merged = sum(_checkpoint(existing, p) - existing.begin[p] for p in existing.end)
-    size = sum(existing.end[p] - existing.begin[p] for p in existing.end)
-    reporter.note(
-        f"resuming {name}: {merged} of {size} records merged already, reading on from each "
-        "partition's checkpoint"
+    return await start_or_resume(
+        services.catalog,
+        name,
+        settings.topic,
+        offsets.begin,
+        offsets.end,
+        as_of,
+        as_was,
+        reporter.note,
     )
-    await catalog.update(
-        name, state=BUILDING, heartbeat_at=datetime.now(UTC), error=None, owner=owners.me()
-    )
-    if name in (await catalog.pointer()).dropping:  # a drop began: it reads us after its mark
-        await catalog.update(name, state=INTERRUPTED)
-        raise ViewError(f"view {name!r} is being dropped")
-    existing.state = BUILDING
-    return existing
 
 
 async def _load(

@@ -6,6 +6,13 @@ command: `run` creates the new view's collections and indexes with the code of
 the store migrated for this release.
 """
 
+# (not in the docstring above, which is the command's --help) The commands only: `run` is
+# consumers.build, `swap` consumers.swap, `diff` and `export` consumers.compare; the catalog's
+# rules (what gc removes, how status names a view) are services.rebuild's.
+# Why this module is longer than ~200 lines: it is the command line of six commands (run, swap,
+# status, diff, export, drop/gc) with their options and output; each command's logic lives
+# elsewhere (above).
+
 from __future__ import annotations
 
 import json
@@ -26,8 +33,10 @@ from consumers.topics import committed_offsets, reader, topic_offsets
 from services.logs import configure as configure_logging
 from services.mongo.bootstrap import Services, bootstrap
 from services.projection import FOLD_VERSION
+from services.rebuild import collect, dead_swap, kind, swap_summary, truncation_warning
+from services.rebuild import state as view_state
 from services.settings import get_settings
-from services.views import BUILDING, MAIN, READY, Pointer, View, ViewError, fold_refusal
+from services.views import BUILDING, READY, ViewError, fold_refusal
 
 app = typer.Typer(
     help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False
@@ -215,14 +224,14 @@ async def _status(services: Services) -> dict[str, Any]:
     pointer = await catalog.pointer()
     committed = await committed_offsets(settings)
     catalogued = await catalog.all()
-    warnings = [w for w in [build.truncation_warning(settings.topic, offsets)] if w]
+    warnings = [w for w in [truncation_warning(settings.topic, offsets.truncated())] if w]
     if refusal := fold_refusal(pointer, {v.name: v.fold_version for v in catalogued}, FOLD_VERSION):
         warnings.append(f"projectors of fold version {FOLD_VERSION} will not write: {refusal}")
-    if pointer.swap is not None and pointer.swap.dead():
-        warnings.append(_dead_swap(pointer))
+    if dead := dead_swap(pointer):
+        warnings.append(dead)
     views = []
     for view in catalogued:
-        state = _state(view, pointer)
+        state = view_state(view, pointer)
         reached = committed if state == "live" else view.reached
         behind = sum(max(0, e - reached.get(p, 0)) for p, e in offsets.end.items())
         views.append(
@@ -230,7 +239,7 @@ async def _status(services: Services) -> dict[str, Any]:
                 "name": view.name,
                 "collection": view.collection,
                 "state": state,
-                "kind": _kind(view),
+                "kind": kind(view),
                 "fold_version": view.fold_version,
                 "threads": await services.store_of(view).threads.count_documents({}),
                 "behind": behind if view.state == READY and not view.point_in_time else None,
@@ -249,62 +258,16 @@ async def _status(services: Services) -> dict[str, Any]:
         "end_offsets": offsets.end,
         "live": pointer.live,
         "next": pointer.next,
-        "swap": _swap(pointer),
+        "swap": swap_summary(pointer),
         "settled": settled,
         "views": views,
         "warnings": warnings,
     }
 
 
-def _swap(pointer: Pointer) -> dict[str, Any] | None:
-    """The swap in progress, for status: who runs it, whether ``next`` is set, whether dead."""
-    if pointer.swap is None:
-        return None
-    return {
-        **pointer.swap.to_document(),
-        "next_set": pointer.next == pointer.swap.view,
-        "dead": pointer.swap.dead(),
-    }
-
-
-def _dead_swap(pointer: Pointer) -> str:
-    assert pointer.swap is not None
-    name = pointer.swap.view
-    meanwhile = (
-        f"; until then every projector batch writes both {pointer.live} and {name}"
-        if pointer.next == name
-        else ""
-    )
-    return (
-        f"the swap to {name!r} died ({pointer.swap.describe()}): `threadview-rebuild swap "
-        f"{name}` resumes it, `threadview-rebuild swap --abort` clears it{meanwhile}"
-    )
-
-
 def _progress(progress: dict[str, Any]) -> str:
     done, total, rate = progress.get("done", 0), progress.get("total"), progress.get("per_second")
     return f"{done}/{total} at {rate}/s"
-
-
-def _state(view: View, pointer: Pointer) -> str:
-    if view.name == pointer.live:
-        return "live"
-    swap = pointer.swap
-    if swap is not None and swap.view == view.name:
-        if swap.dead():
-            return "swap dead"
-        return "swapping in" if pointer.next == view.name else "catching up"
-    if view.state != READY:
-        return "abandoned" if build.abandoned(view) else view.state
-    return "retired" if view.retired_at else "ready"
-
-
-def _kind(view: View) -> str:
-    if view.as_of:
-        return f"as-of {view.as_of.isoformat()}"
-    if view.as_was:
-        return f"as-was {view.as_was.isoformat()}"
-    return "projector" if view.name == MAIN else "full"
 
 
 @app.command()
@@ -313,24 +276,8 @@ def gc(
     as_json: Json = False,
 ) -> None:
     """Remove abandoned rebuilds and views retired by a swap (never live or named views)."""
-
-    async def work(services: Services) -> list[str]:
-        catalog = services.catalog
-        await catalog.settle()  # a retired view is one the catalog says is retired
-        pointer = await catalog.pointer()
-        kept = {pointer.live, pointer.next, pointer.swap.view if pointer.swap else None}
-        gone = [
-            v.name
-            for v in await catalog.all()
-            if v.name not in kept
-            and (build.abandoned(v) or (v.state == READY and v.retired_at is not None))
-        ]
-        if not dry_run:
-            for name in gone:
-                await catalog.drop(name)
-        return gone
-
-    _print({"removed" if not dry_run else "would_remove": _run(work)}, as_json)
+    gone = _run(lambda s: collect(s.catalog, dry_run))
+    _print({"removed" if not dry_run else "would_remove": gone}, as_json)
 
 
 @app.command()

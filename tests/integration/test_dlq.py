@@ -101,7 +101,7 @@ async def letters(settings: Settings) -> list[DeadLetter]:
         )
     )
     message = (key, value, [*headers, ("x-trace", NOT_UTF8)])
-    bad = (b"thrd_dlq_bad", b"{not json", [])
+    bad: tuple[bytes, bytes, list[tuple[str, bytes]]] = (b"thrd_dlq_bad", b"{not json", [])
     return await write_dead_letters(
         settings,
         [
@@ -242,6 +242,7 @@ async def test_list_and_show_describe_the_dead_letters(
 
     shown = dlq_json(settings, "show", at(message))
     key, value, headers = message.original
+    assert value is not None
     assert (shown["key"], shown["value"], shown["value_encoding"]) == (
         THREAD,
         value.decode(),
