@@ -7,7 +7,7 @@ Each panel's own queries go to Prometheus' /api/v1/query_range, with the dashboa
 filled in as Grafana does (each job variable: the jobs its label_values() finds), and are drawn
 where the dashboard puts the panel, one line per series, named by the query's legend.
 --drive draws the local stack under load: with scripts/run's projector and API running, it
-starts a Prometheus of its own (tests/prometheus.py: built by `scripts/stack prometheus`,
+starts a Prometheus of its own (testkit/prometheus.py: built by `scripts/stack prometheus`,
 scraping both every second), publishes ~--rate records/s (1 % poison, 1 % of an unknown type)
 and calls the API a few times a second (X-API-Key from --key, else .cache/run/demo-key) for
 --seconds, then draws that window.
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests import prometheus as prom  # noqa: E402  (the repository's root, just above)
+from testkit import prometheus as prom  # noqa: E402  (the repository's root, just above)
 
 UNITS = {"s": "seconds", "percentunit": "ratio", "reqps": "requests/s", "short": ""}
 

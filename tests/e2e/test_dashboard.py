@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from services.settings import Settings
-from tests.prometheus import (
+from testkit.prometheus import (
     API_JOB,
     DASHBOARD,
     PROJECTOR_JOB,

@@ -15,7 +15,6 @@ import json
 import math
 import random
 import re
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from testkit.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "threadview.json"
@@ -42,13 +43,6 @@ def binaries() -> tuple[Path, Path]:
         [ROOT / "scripts" / "stack", "prometheus"], check=True, stdout=subprocess.PIPE, text=True
     ).stdout.split()
     return Path(out[-2]), Path(out[-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class PrometheusError(Exception):
