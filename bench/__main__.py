@@ -29,6 +29,10 @@ the project README between its ``bench:begin``/``bench:end`` markers. ``--quick`
 part on tiny data in a couple of minutes: CI's smoke test (its figures mean nothing). A part
 that fails is reported and the others still run; the exit status is then 1. Timings are never
 asserted.
+
+Why this module is longer than ~200 lines: the suite's command runs every part, from a quiet
+store, beside another release's worktree, and writes the raw results and the report; the order
+and the shared set-up are the point.
 """
 
 from __future__ import annotations

@@ -32,6 +32,10 @@ the API's budget too (services.query.Budget), so both give the capped total, che
 The API/driver ratio of the p50s is the API's own cost (HTTP, the key, the response model).
 ``--profile DIR`` has py-spy sample the API under the heaviest of those loads. Prints the table;
 never asserts timings; exits 1 only when an answer was wrong or wrk saw errors.
+
+Why this module is longer than ~200 lines: one benchmark: the driver and API timings per family
+and the wrk sweep share the loaded list, the keys and the API processes of both releases run
+side by side.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ ratio and the API/driver ratio, and marks the rows that miss the goal: API p50 <
 page 501 within 1.5x of page 1. ``--explain`` adds the store's plan of every stream. A failed
 request (a store restart) is reported and its case goes on; three of them give the case up.
 Never asserts timings; exits 1 only when a case was given up or answered the wrong threads.
+
+Why this module is longer than ~200 lines: one benchmark: loading the list, checking every
+family's answers before timing, timing driver and API, and the explain() of each, which share
+the cases and the loaded store.
 """
 
 from __future__ import annotations

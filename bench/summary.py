@@ -1,4 +1,8 @@
-"""The suite's results as a Markdown report and PNG plots (bench/__main__.py writes them)."""
+"""The suite's results as a Markdown report and PNG plots (bench/__main__.py writes them).
+
+Why this module is longer than ~200 lines: the whole report (every part's tables and plots) from
+one results file, so that the README's goals table and docs/benchmarks.md come from one place.
+"""
 
 from __future__ import annotations
 

@@ -28,6 +28,10 @@ from the process start, start-up included, is printed beside it. Prints the figu
 side with the goals (threadview's throughput at the largest size within 1.5x of that at the
 smallest; threadview >= 10x the naive projector); never asserts them. Every run's database
 and, at the end, the topics are dropped.
+
+Why this module is longer than ~200 lines: one benchmark: the same log applied by threadview's
+projector and its two peers into a store holding K threads, alternating, which needs the three
+projectors' runs side by side.
 """
 
 from __future__ import annotations

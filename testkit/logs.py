@@ -22,6 +22,10 @@ events and, for 1%, a ``time`` up to an hour early; structured mode, no poison.
 
 Changing what either yields for a given seed changes the benchmarks' figures: bump
 bench.rebuild_log's VERSION for :func:`stream` (it names the topic).
+
+Why this module is longer than ~200 lines: the event-log generators and their reference model
+(the fold of the whole log) belong together: a test compares what a generator wrote with what
+the same module says it should give.
 """
 
 from __future__ import annotations
