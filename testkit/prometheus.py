@@ -6,6 +6,10 @@ prometheus.yml with one scrape job per target, checks it with promtool, starts P
 free loopback port with its data in a folder of the caller's and stops it by PID. The
 dashboard's queries are read from docs/grafana/threadview.json with its variables filled in as
 Grafana does (:func:`substitute`); :func:`drive` makes the traffic both look at.
+
+Why this module is longer than ~200 lines: starting, querying and stopping a real Prometheus and
+the load that gives every dashboard panel data, shared by the dashboard's test and
+docs/grafana/draw.py.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ good events of a few threads of two organizations come poison records of every k
 found, conflicting creates, a far-future delete and 2,000 unknown types; then a sentinel
 thread. The expected view is worked out by hand from the good events alone (class ``Lane``),
 not with the fold under test.
+
+Why this module is longer than ~200 lines: one test per kind of hostile input (sizes, times,
+headers, encodings, label values) through the real pipeline, sharing the producer and the
+checks.
 """
 
 from __future__ import annotations

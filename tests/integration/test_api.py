@@ -1,4 +1,8 @@
-"""The HTTP API on the real store: parameters, errors and tenant isolation, as api.md says."""
+"""The HTTP API on the real store: parameters, errors and tenant isolation, as api.md says.
+
+Why this module is longer than ~200 lines: the published API page's behaviours, one test each,
+against one served store; splitting them would split the page.
+"""
 
 from __future__ import annotations
 

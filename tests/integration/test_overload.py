@@ -1,5 +1,9 @@
 """Overload on the real store (issue 18): the API sheds what it cannot serve soon, bounds each
-request's time in the store, its totals and its fan-out, and refuses oversized requests."""
+request's time in the store, its totals and its fan-out, and refuses oversized requests.
+
+Why this module is longer than ~200 lines: one test per bound of api.limits, each with its own
+set-up of a loaded API; they share the helpers that start it.
+"""
 
 from __future__ import annotations
 

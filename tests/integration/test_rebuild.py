@@ -1,5 +1,9 @@
 """threadview-rebuild against real Kafka and the real store: full and point-in-time rebuilds,
-diff, export, and what the project's topics are created with."""
+diff, export, and what the project's topics are created with.
+
+Why this module is longer than ~200 lines: the rebuild's commands end to end (run, resume,
+status, diff, export, gc, fold refusals), one test each over one set-up.
+"""
 
 from __future__ import annotations
 

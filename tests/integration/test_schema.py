@@ -1,6 +1,10 @@
 """The migration step on the real store: migrate is idempotent, safe twice at once and after a
 kill -9 at any step; contract drops only what older versions use; nothing else creates
-anything (services.mongo.schema, services.mongo.migration, threadview-admin)."""
+anything (services.mongo.schema, services.mongo.migration, threadview-admin).
+
+Why this module is longer than ~200 lines: one test per rule of what a release needs of the
+store (services.mongo.schema) and its migrate and contract steps, sharing their set-up.
+"""
 
 from __future__ import annotations
 

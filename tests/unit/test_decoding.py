@@ -1,4 +1,8 @@
-"""Decoding of Kafka records into events, unknown types and rejections (services.decoding)."""
+"""Decoding of Kafka records into events, unknown types and rejections (services.decoding).
+
+Why this module is longer than ~200 lines: every rule of the event contract's decoding and
+bounds (events.md), one test each, with the strategies that generate records.
+"""
 
 from __future__ import annotations
 
