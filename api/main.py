@@ -11,10 +11,12 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import Depends, FastAPI, Path
 
-from api import errors, limits, ops
+from api import consistency, errors, limits, ops
 from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
+from consumers.offsets import GroupOffsets
+from services.applied import Applied
 from services.logs import configure as configure_logging
 from services.mongo.bootstrap import bootstrap
 from services.query import ThreadQuery
@@ -34,7 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # on a store not migrated for this release: unready (503) until it is (api.deps)
         app.state.services = await bootstrap(settings, unmigrated=True)
+        offsets = GroupOffsets(settings)
+        app.state.applied = Applied(
+            offsets.committed,
+            offsets.ends,
+            interval=settings.api_consistency_poll_ms / 1000,
+            max_waiting=settings.api_max_waiting,
+        )
         yield
+        await app.state.applied.close()
+        await offsets.close()
         await app.state.services.close()
 
     app = FastAPI(
@@ -49,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     totals = limits.install(app, settings)  # before ops: RequestIds wraps it (shed: an id too)
+    consistency.install(app, settings)  # outside limits: a waiting request holds no slot
     ops.install(app, settings)
 
     @app.get("/v1/threads", response_model=ThreadList, responses=errors.ERROR_RESPONSES)

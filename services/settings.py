@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     # a longer request target (path and query) is 414; larger request headers, 431
     api_max_url_bytes: int = Field(8 * 1024, ge=256)
     api_max_header_bytes: int = Field(16 * 1024, ge=1024)
+    # read-your-writes (docs/api.md, "Consistency tokens"): the longest a request may wait for a
+    # Consistency-Token (Prefer: wait=N is capped to it), the requests that may wait at once
+    # per process, and how often the shared watcher reads the projector's committed offsets
+    api_max_wait_seconds: float = Field(5.0, ge=0, le=60)
+    api_max_waiting: int = Field(256, ge=1)
+    api_consistency_poll_ms: int = Field(50, ge=5)
     # serve this view (threadview-rebuild) instead of the live one, read only
     view: str | None = None
     # the projector's own HTTP port: /healthz, /readyz, /metrics

@@ -49,7 +49,7 @@ class Services:
     descending_indexes: bool
     _stores: dict[str, MongoThreadStore] = field(default_factory=dict)
     _views: dict[str, View] = field(default_factory=dict)  # by name: collection, fold version
-    _served: tuple[float, MongoThreadStore] | None = None
+    _served: tuple[float, str, MongoThreadStore] | None = None
     # why the store is not ready for this release (services.mongo.schema.NotMigrated), or None
     problem: str | None = None
     _checked_at: float = 0.0
@@ -116,12 +116,17 @@ class Services:
     async def served_store(self) -> MongoThreadStore:
         """The view the API answers from: the one named by THREADVIEW_VIEW, or the live one
         as looked up at most POINTER_TTL seconds ago."""
+        return (await self.served())[1]
+
+    async def served(self) -> tuple[str, MongoThreadStore]:
+        """The name of the view the API answers from, and its store (see served_store)."""
         if self.settings.view is not None:
-            return self.store
+            return self.settings.view, self.store
         now = time.monotonic()
         if self._served is None or now - self._served[0] > POINTER_TTL:
-            self._served = (now, await self._store_named((await self.catalog.pointer()).live))
-        return self._served[1]
+            live = (await self.catalog.pointer()).live
+            self._served = (now, live, await self._store_named(live))
+        return self._served[1], self._served[2]
 
     async def ping(self, timeout_ms: int) -> bool:
         """Whether the store answers within ``timeout_ms`` (readiness probes)."""

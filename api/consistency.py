@@ -1,0 +1,134 @@
+"""Read-your-writes for GET /v1/threads and GET /v1/threads/{id} (docs/api.md, "Consistency
+tokens"): the ``Consistency-Token`` request header, waited for as RFC 7240's ``Prefer: wait=N``
+asks, and the token of what each answer was served from on every response.
+
+A request whose token the view does not hold yet sleeps on the process's one watcher of the
+projector's progress (services.applied) for at most ``wait`` seconds, capped by
+THREADVIEW_API_MAX_WAIT_SECONDS; then it is answered from the view as it is, with
+``Consistency-Stale: true`` (with ``Prefer: handling=strict``, 503 ``not_yet_consistent`` and
+``Retry-After`` instead). A token that is malformed, of another view (a rebuild was swapped in:
+drop it and list again), or past the topic's end is a 400; one request more than
+THREADVIEW_API_MAX_WAITING waiting is a 503 at once.
+
+An ASGI middleware outside api.limits: a request waits *before* it takes one of the requests
+in flight and before its store deadline starts, so waiting requests never hold back the
+others. The response's token is the offsets known applied after the wait, taken before the
+store is read, with the served view's name: a lower bound of what the answer holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import ErrorDetail
+from api.limits import error_body
+from services.applied import Applied, Beyond, TooManyWaiting
+from services.consistency import BadToken, Token, parse
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PATHS = "/v1/threads"
+HEADER = b"consistency-token"
+_WAIT = re.compile(r"(?:^|[,;])\s*wait\s*=\s*(\d{1,9})\s*(?=$|[,;])", re.IGNORECASE)
+_STRICT = re.compile(r"(?:^|[,;])\s*handling\s*=\s*strict\s*(?=$|[,;])", re.IGNORECASE)
+
+
+def preferences(prefer: str) -> tuple[float, bool]:
+    """What ``Prefer`` asks of a wait: its seconds (0: none) and whether strict."""
+    found = _WAIT.search(prefer)
+    return (float(found[1]) if found else 0.0), bool(_STRICT.search(prefer))
+
+
+class Consistency:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PATHS):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        applied: Applied | None = getattr(state, "applied", None)
+        services = getattr(state, "services", None)
+        if applied is None or services is None or services.problem is not None:
+            await self.app(scope, receive, send)  # not ready: the route answers why
+            return
+        headers = dict(scope["headers"])
+        try:
+            view, _ = await services.served()
+        except Exception:  # noqa: BLE001 - the store's trouble: the route answers it
+            await self.app(scope, receive, send)
+            return
+        stale = False
+        if (text := headers.get(HEADER)) is not None:
+            refusal = await self._wait(text, headers.get(b"prefer", b""), view, applied)
+            if isinstance(refusal, tuple):
+                await _refuse(send, *refusal, self.settings.api_retry_after_seconds)
+                return
+            stale = refusal
+        served = str(Token(applied.known(), view)).encode()
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"consistency-token", served)]
+                if stale:
+                    extra.append((b"consistency-stale", b"true"))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+    async def _wait(
+        self, text: bytes, prefer: bytes, view: str, applied: Applied
+    ) -> bool | tuple[int, ErrorDetail]:
+        """Whether the answer will be stale, or the refusal (status, error)."""
+        try:
+            token = parse(text.decode("ascii"))
+        except (UnicodeDecodeError, BadToken) as exc:
+            return 400, _invalid(f"Consistency-Token: {exc}", "consistency_token_invalid")
+        if token.view is not None and token.view != view:
+            message = (
+                f"Consistency-Token is of view {token.view!r}, and {view!r} is served now (a "
+                "rebuild was swapped in): drop the token and list again"
+            )
+            return 400, _invalid(message, "consistency_token_stale_view")
+        seconds, strict = preferences(prefer.decode("latin-1"))
+        try:
+            held = await applied.wait(token, min(seconds, self.settings.api_max_wait_seconds))
+        except Beyond as exc:
+            return 400, _invalid(f"Consistency-Token: {exc}", "consistency_token_beyond")
+        except TooManyWaiting:
+            message = "the API has as many requests waiting for their token as it allows"
+            return 503, ErrorDetail(message=message, type="api_error", code="overloaded")
+        except Exception as exc:  # noqa: BLE001 - the broker away: answered as it is, stale
+            log.warning("could not check a Consistency-Token: %r", exc)
+            held = False
+        if not held and strict:
+            message = "the view does not hold the Consistency-Token yet; retry"
+            return 503, ErrorDetail(message=message, type="api_error", code="not_yet_consistent")
+        return not held
+
+
+def _invalid(message: str, code: str) -> ErrorDetail:
+    return ErrorDetail(
+        message=message, type="invalid_request_error", param="Consistency-Token", code=code
+    )
+
+
+async def _refuse(send: Send, status: int, detail: ErrorDetail, retry_after: int) -> None:
+    body = error_body(detail)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Call it after api.limits.install (middleware added later wraps the earlier)."""
+    app.add_middleware(Consistency, settings=settings)

@@ -1,0 +1,70 @@
+"""Where the projector stands, for the API's consistency waits (services.applied): the
+projector group's committed offsets and the events topic's end offsets, read through one admin
+client and one group-less consumer, opened on first use (the API starts and serves without
+Kafka; only waits and response tokens need it) and again after a failure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumers.topics import admin_client, committed_offsets, partitions_of, reader
+from services.settings import Settings
+from services.views import ViewError
+
+
+class GroupOffsets:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AIOKafkaAdminClient | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._opening = asyncio.Lock()
+
+    async def committed(self) -> dict[int, int]:
+        admin = await self._admin_client()
+        try:
+            return await committed_offsets(self.settings, admin)
+        except Exception:
+            await self._drop_admin()
+            raise
+
+    async def ends(self) -> dict[int, int]:
+        """The events topic's last stable offsets (what read-committed readers reach)."""
+        async with self._opening:
+            if self._consumer is None:
+                consumer = reader(self.settings)
+                await consumer.start()
+                self._consumer = consumer
+        try:
+            topic = self.settings.topic
+            try:
+                partitions = await partitions_of(self._consumer, topic)
+            except ViewError:  # no such topic (yet): every partition a token names is past it
+                return {}
+            found = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            return {tp.partition: offset for tp, offset in found.items()}
+        except Exception:
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
+            raise
+
+    async def _admin_client(self) -> AIOKafkaAdminClient:
+        async with self._opening:
+            if self._admin is None:
+                admin = admin_client(self.settings)
+                await admin.start()
+                self._admin = admin
+            return self._admin
+
+    async def _drop_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
+
+    async def close(self) -> None:
+        await self._drop_admin()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

@@ -1,0 +1,138 @@
+"""What the live view is known to hold, and waiting until it holds a consistency token.
+
+One :class:`Applied` per API process watches the projector group's committed offsets (the
+projector commits a batch only after its store write, so they are what the view holds); every
+request that waits sleeps on it, doing no work of its own: one reader polls the offsets every
+``interval`` seconds while anyone waits (and at most every ``idle`` seconds otherwise, for the
+token each response carries), and wakes every waiter after each read. Waiting is bounded: at
+most ``max_waiting`` requests at a time (one more gets :class:`TooManyWaiting` at once), each
+for at most what it asked, capped by the caller.
+
+Offsets only grow, so a token taken from the offsets read *before* a page's store read is one
+the page holds: the response's token never claims more than what it was served from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from services.consistency import BadToken, Token
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[int, int]  # partition -> next offset
+
+
+class TooManyWaiting(Exception):
+    """The process has as many requests waiting as it allows."""
+
+
+class Beyond(BadToken):
+    """A token names positions past the end of the topic (or a partition it lacks)."""
+
+
+class Applied:
+    """The shared watcher. ``committed`` reads the group's committed offsets, ``ends`` the
+    topic's end offsets (asked only for a token ahead of what is applied)."""
+
+    def __init__(
+        self,
+        committed: Callable[[], Awaitable[dict[int, int]]],
+        ends: Callable[[], Awaitable[dict[int, int]]],
+        interval: float = 0.05,
+        idle: float = 1.0,
+        max_waiting: int = 256,
+    ) -> None:
+        self.committed, self.ends = committed, ends
+        self.interval, self.idle, self.max_waiting = interval, idle, max_waiting
+        self.offsets: dict[int, int] = {}
+        self.read_at = float("-inf")  # time.monotonic() of the last successful read
+        self.waiting = 0
+        self._changed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._ends: tuple[float, dict[int, int]] = (float("-inf"), {})
+        self._refreshing = False
+        self._refresh: asyncio.Task[None] | None = None
+
+    def known(self) -> dict[int, int]:
+        """The offsets known applied, at once; when the last read is older than ``idle``, one
+        more is started in the background (a request never waits on the broker for this)."""
+        if time.monotonic() - self.read_at > self.idle and not self._refreshing:
+            self._refreshing = True
+            self._refresh = asyncio.create_task(self._read())
+        return dict(self.offsets)
+
+    async def wait(self, token: Token, seconds: float) -> bool:
+        """Whether the view holds ``token`` within ``seconds`` (False: it ran out).
+
+        Raises:
+            Beyond: the token names a position the topic has not reached (or a partition it
+                lacks): it can never be applied.
+            TooManyWaiting: ``max_waiting`` requests wait already.
+        """
+        if not token.behind(self.known()):
+            return True
+        await self._check_ends(token)
+        if self.waiting >= self.max_waiting:
+            raise TooManyWaiting(f"{self.waiting} requests are waiting already")
+        deadline = time.monotonic() + seconds
+        self.waiting += 1
+        self._start()
+        try:
+            while token.behind(self.offsets):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                changed = self._changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), left)
+            return True
+        finally:
+            self.waiting -= 1
+
+    async def close(self) -> None:
+        for task in (self._reader, self._refresh):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _start(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._poll())
+
+    async def _poll(self) -> None:
+        """Read while anyone waits; each read wakes every waiter."""
+        while self.waiting:
+            await self._read()
+            await asyncio.sleep(self.interval)
+
+    async def _read(self) -> None:
+        try:
+            found = await self.committed()
+        except Exception as exc:  # noqa: BLE001 - waiters time out; the next read may work
+            log.warning("could not read the projector's committed offsets: %r", exc)
+            return
+        finally:
+            self._refreshing = False
+        for partition, offset in found.items():  # never backwards (a lagging replica, a reset)
+            self.offsets[partition] = max(offset, self.offsets.get(partition, 0))
+        self.read_at = time.monotonic()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _check_ends(self, token: Token) -> None:
+        at, ends = self._ends
+        if time.monotonic() - at > self.idle or any(p not in ends for p in token.positions):
+            ends = await self.ends()
+            self._ends = (time.monotonic(), ends)
+        past = {p: o for p, o in token.positions.items() if p not in ends or o > ends[p]}
+        if past:
+            partition, offset = next(iter(sorted(past.items())))
+            end = ends.get(partition)
+            where = "no such partition" if end is None else f"its end is {end}"
+            raise Beyond(f"the token names offset {offset} of partition {partition}: {where}")

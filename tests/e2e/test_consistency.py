@@ -1,0 +1,114 @@
+"""Read-your-writes end to end (api/consistency.py): a producer's token from its acknowledgement,
+waited for by the real API while the real projector is stopped, then running; tokens merged
+across answers never go backwards; bad tokens are refused clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from consumers.sample import cloud_event
+from services.consistency import Token, from_acks, merge, parse
+from services.settings import Settings
+from testkit.kafka import produce, structured
+
+pytestmark = pytest.mark.e2e
+
+
+def created(thread: str) -> Any:
+    data = {"organization_id": "org_e2e", "user_id": "usr_e2e", "title": thread}
+    return structured(cloud_event("thread.created", thread, "2025-11-17T10:00:00Z", data))
+
+
+async def sent(settings: Settings, thread: str) -> Token:
+    """Produce the thread's creation; the token of its acknowledgement."""
+    return from_acks(
+        await produce(settings.kafka_bootstrap_servers, settings.topic, [created(thread)])
+    )
+
+
+async def fresh(client: httpx.Client, token: Token, deadline: float = 90) -> httpx.Response:
+    """The list with ``token``, asked again (each wait is capped at 5 s) until it holds it."""
+    end = time.monotonic() + deadline
+    while True:
+        answer = await get(client, token, "wait=5")
+        assert answer.status_code == 200, answer.text
+        if "consistency-stale" not in answer.headers or time.monotonic() > end:
+            return answer
+
+
+def listed(response: httpx.Response) -> set[str]:
+    return {t["id"] for t in response.json()["data"]}
+
+
+async def get(client: httpx.Client, token: Token | str | None, prefer: str = "") -> httpx.Response:
+    headers = {"Prefer": prefer} if prefer else {}
+    if token is not None:
+        headers["Consistency-Token"] = str(token)
+    return await asyncio.to_thread(client.get, "/v1/threads", headers=headers)
+
+
+async def test_a_list_waits_for_the_producers_token_and_says_when_it_could_not(
+    settings: Settings, run_process: Any, api_client: httpx.Client
+) -> None:
+    # given: the projector applied a first thread, then stopped; a second one produced since
+    projector = run_process("consumers.projector", settings)
+    first = from_acks(
+        await produce(settings.kafka_bootstrap_servers, settings.topic, [created("thrd_c1")])
+    )
+    assert "thrd_c1" in listed(await fresh(api_client, first))
+    projector.stop()
+    token = from_acks(
+        await produce(settings.kafka_bootstrap_servers, settings.topic, [created("thrd_c2")])
+    )
+
+    # when the projector is stopped: the answer comes at the wait, stale, without the thread
+    started = time.monotonic()
+    stale = await get(api_client, token, "wait=2")
+    assert 1.9 <= time.monotonic() - started < 10
+    assert stale.status_code == 200 and stale.headers["consistency-stale"] == "true"
+    assert "thrd_c2" not in listed(stale)
+    # ... and other requests go on meanwhile, waiting or not
+    waiting = asyncio.create_task(get(api_client, token, "wait=3"))
+    quick = await get(api_client, None)
+    assert quick.status_code == 200 and "consistency-stale" not in quick.headers
+    assert not waiting.done()
+    assert (await waiting).headers["consistency-stale"] == "true"
+    strict = await get(api_client, token, "wait=1, handling=strict")
+    assert strict.status_code == 503 and strict.json()["error"]["code"] == "not_yet_consistent"
+    assert "retry-after" in strict.headers
+
+    # when the projector runs again: the answer comes once it applied the token, with it
+    run_process("consumers.projector", settings)
+    answer = await fresh(api_client, token)
+    assert "consistency-stale" not in answer.headers
+    assert "thrd_c2" in listed(answer)
+    served = parse(answer.headers["consistency-token"])
+    assert served.view == "main" and token.behind(served.positions) == {}
+
+    # then: a token merged from the answers is never answered with an older list
+    held = merge([served, parse(stale.headers["consistency-token"])])
+    again = await get(api_client, held)
+    assert "thrd_c2" in listed(again) and "consistency-stale" not in again.headers
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        ("nonsense", "consistency_token_invalid"),
+        ("tv1.main.0:1,0:2", "consistency_token_invalid"),
+        ("tv1.other.0:1", "consistency_token_stale_view"),
+        ("tv1.main.0:999999", "consistency_token_beyond"),
+        ("tv1.main.77:1", "consistency_token_beyond"),
+    ],
+)
+async def test_a_bad_token_is_a_clear_400(api_client: httpx.Client, token: str, code: str) -> None:
+    refused = await get(api_client, token, "wait=1")
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == (code, "Consistency-Token")
+    assert refused.headers["x-request-id"]
