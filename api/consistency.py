@@ -2,6 +2,12 @@
 tokens"): the ``Consistency-Token`` request header, waited for as RFC 7240's ``Prefer: wait=N``
 asks, and the token of what each answer was served from on every response.
 
+A producer that cannot know offsets (an outbox relay) names what it waits for instead:
+``Consistency-Thread: <id>`` and, optionally, ``Consistency-Message: <message id>`` wait until
+the view shows that thread within the caller's scope (and counts that message), checked for
+every such waiter in one read per view and scope whenever the offsets move
+(services.applied.Sightings).
+
 A request whose token the view does not hold yet sleeps on the process's one watcher of the
 projector's progress (services.applied) for at most ``wait`` seconds, capped by
 THREADVIEW_API_MAX_WAIT_SECONDS; then it is answered from the view as it is, with
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +41,8 @@ log = logging.getLogger(__name__)
 
 PATHS = "/v1/threads"
 HEADER = b"consistency-token"
+THREAD, MESSAGE = b"consistency-thread", b"consistency-message"  # a domain wait (Sightings)
+_ID = re.compile(rb"[\x21-\x7e]{1,256}")
 _WAIT = re.compile(r"(?:^|[,;])\s*wait\s*=\s*(\d{1,9})\s*(?=$|[,;])", re.IGNORECASE)
 _STRICT = re.compile(r"(?:^|[,;])\s*handling\s*=\s*strict\s*(?=$|[,;])", re.IGNORECASE)
 
@@ -65,12 +74,19 @@ class Consistency:
             await self.app(scope, receive, send)
             return
         stale = False
+        prefer = headers.get(b"prefer", b"")
         if (text := headers.get(HEADER)) is not None:
-            refusal = await self._wait(text, headers.get(b"prefer", b""), view, applied)
+            refusal = await self._wait(text, prefer, view, applied)
             if isinstance(refusal, tuple):
                 await _refuse(send, *refusal, self.settings.api_retry_after_seconds)
                 return
             stale = refusal
+        if (thread := headers.get(THREAD)) is not None:
+            sighting = await self._sight(scope, headers, thread, prefer, services)
+            if isinstance(sighting, tuple):
+                await _refuse(send, *sighting, self.settings.api_retry_after_seconds)
+                return
+            stale = stale or sighting
         served = str(Token(applied.known(), view)).encode()
 
         async def sending(message: Message) -> None:
@@ -113,11 +129,41 @@ class Consistency:
             return 503, ErrorDetail(message=message, type="api_error", code="not_yet_consistent")
         return not held
 
+    async def _sight(
+        self, scope: Scope, headers: dict[bytes, bytes], thread: bytes, prefer: bytes, services: Any
+    ) -> bool | tuple[int, ErrorDetail]:
+        """The domain wait: whether the answer will be stale, or the refusal. Only for a caller
+        whose key authenticates, within its scope (no answer says anything of a thread the key
+        may not see: it waits, and is stale)."""
+        message = headers.get(MESSAGE)
+        names = [thread] + ([message] if message is not None else [])
+        if not all(_ID.fullmatch(n) for n in names):
+            detail = (
+                "Consistency-Thread and Consistency-Message are ids of 1-256 printable characters"
+            )
+            return 400, _invalid(detail, "consistency_await_invalid", "Consistency-Thread")
+        key = headers.get(b"x-api-key")
+        caller = await services.key_cache.authenticate(key.decode("latin-1")) if key else None
+        if caller is None:
+            return False  # the route answers 401
+        wanted = (thread.decode(), message.decode() if message is not None else None)
+        seconds, strict = preferences(prefer.decode("latin-1"))
+        _, store = await services.served()
+        try:
+            shown = await scope["app"].state.sightings.wait(
+                store, caller.scope, wanted, min(seconds, self.settings.api_max_wait_seconds)
+            )
+        except TooManyWaiting:
+            detail = "the API has as many requests waiting as it allows"
+            return 503, ErrorDetail(message=detail, type="api_error", code="overloaded")
+        if not shown and strict:
+            detail = "the view does not show that thread (or message) yet; retry"
+            return 503, ErrorDetail(message=detail, type="api_error", code="not_yet_consistent")
+        return not shown
 
-def _invalid(message: str, code: str) -> ErrorDetail:
-    return ErrorDetail(
-        message=message, type="invalid_request_error", param="Consistency-Token", code=code
-    )
+
+def _invalid(message: str, code: str, param: str = "Consistency-Token") -> ErrorDetail:
+    return ErrorDetail(message=message, type="invalid_request_error", param=param, code=code)
 
 
 async def _refuse(send: Send, status: int, detail: ErrorDetail, retry_after: int) -> None:

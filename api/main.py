@@ -16,7 +16,7 @@ from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
 from consumers.offsets import GroupOffsets
-from services.applied import Applied
+from services.applied import Applied, Sightings
 from services.logs import configure as configure_logging
 from services.mongo.bootstrap import bootstrap
 from services.query import ThreadQuery
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval=settings.api_consistency_poll_ms / 1000,
             max_waiting=settings.api_max_waiting,
         )
+        app.state.sightings = Sightings(app.state.applied)
         yield
         await app.state.applied.close()
         await offsets.close()

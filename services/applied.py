@@ -18,9 +18,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Protocol
 
 from services.consistency import BadToken, Token
+from services.query import Scope
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ class TooManyWaiting(Exception):
 
 class Beyond(BadToken):
     """A token names positions past the end of the topic (or a partition it lacks)."""
+
+
+def _past(token: Token, ends: Mapping[int, int]) -> dict[int, int]:
+    return {p: o for p, o in token.positions.items() if p not in ends or o > ends[p]}
 
 
 class Applied:
@@ -126,13 +132,88 @@ class Applied:
         changed.set()
 
     async def _check_ends(self, token: Token) -> None:
+        """Raise Beyond when the token is past the topic's ends, as read now: ends read less
+        than ``idle`` ago only ever let a token through (ends only grow)."""
         at, ends = self._ends
-        if time.monotonic() - at > self.idle or any(p not in ends for p in token.positions):
+        if time.monotonic() - at > self.idle or _past(token, ends):
             ends = await self.ends()
             self._ends = (time.monotonic(), ends)
-        past = {p: o for p, o in token.positions.items() if p not in ends or o > ends[p]}
-        if past:
+        if past := _past(token, ends):
             partition, offset = next(iter(sorted(past.items())))
             end = ends.get(partition)
             where = "no such partition" if end is None else f"its end is {end}"
             raise Beyond(f"the token names offset {offset} of partition {partition}: {where}")
+
+
+Wanted = tuple[str, str | None]  # a thread, and one of its messages (None: the thread alone)
+
+
+class Shows(Protocol):
+    async def shows(self, scope: Scope, wanted: Sequence[Wanted]) -> set[Wanted]: ...
+
+
+Group = tuple[Shows, dict[Wanted, list["asyncio.Future[None]"]]]  # a view's waiters of a scope
+
+
+class Sightings:
+    """Domain waits, for producers that cannot know offsets (an outbox relay): until the view
+    shows thread T (listed, within the caller's scope) and, if named, its message M (counted).
+    Each time the watcher reads the offsets, one read per view and scope answers every waiter
+    of that view and scope; a waiter counts against the watcher's ``max_waiting``."""
+
+    def __init__(self, applied: Applied) -> None:
+        self.applied = applied
+        self._groups: dict[
+            tuple[int, Scope], tuple[Shows, dict[Wanted, list[asyncio.Future[None]]]]
+        ]
+        self._groups = {}
+        self._checker: asyncio.Task[None] | None = None
+
+    async def wait(self, store: Shows, scope: Scope, wanted: Wanted, seconds: float) -> bool:
+        """Whether the view shows ``wanted`` within ``seconds``.
+
+        Raises:
+            TooManyWaiting: the watcher's ``max_waiting`` requests wait already.
+        """
+        if wanted in await store.shows(scope, [wanted]):
+            return True
+        applied = self.applied
+        if applied.waiting >= applied.max_waiting:
+            raise TooManyWaiting(f"{applied.waiting} requests are waiting already")
+        found: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        _, waiters = self._groups.setdefault((id(store), scope), (store, {}))
+        waiters.setdefault(wanted, []).append(found)
+        applied.waiting += 1
+        applied._start()
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.create_task(self._check())
+        try:
+            await asyncio.wait_for(asyncio.shield(found), seconds)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            applied.waiting -= 1
+            group = self._groups.get((id(store), scope))
+            if group is not None and found in group[1].get(wanted, []):
+                group[1][wanted].remove(found)
+                if not group[1][wanted]:
+                    del group[1][wanted]
+                if not group[1]:
+                    del self._groups[(id(store), scope)]
+
+    async def _check(self) -> None:
+        """After each read of the offsets, one look per view and scope for all its waiters."""
+        while self._groups:
+            changed = self.applied._changed
+            await changed.wait()
+            for (_, scope), (store, waiters) in list(self._groups.items()):
+                try:
+                    shown = await store.shows(scope, list(waiters))
+                except Exception as exc:  # noqa: BLE001 - the waits time out; looked again next
+                    log.warning("could not look for awaited threads: %r", exc)
+                    continue
+                for item in shown & set(waiters):
+                    for future in waiters.get(item, []):
+                        if not future.done():
+                            future.set_result(None)

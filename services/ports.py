@@ -121,6 +121,14 @@ class ThreadReader(Protocol):
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""
         ...
 
+    async def shows(
+        self, scope: Scope, wanted: Sequence[tuple[str, str | None]]
+    ) -> set[tuple[str, str | None]]:
+        """Which of ``wanted`` (a thread, and one of its message ids or None) the view shows
+        within ``scope``: the thread listed, and the message counted (domain waits,
+        services.applied.Sightings)."""
+        ...
+
 
 class ThreadStore(ThreadWriter, ThreadReader, Protocol):
     """A view: what the projector writes, the API reads and the rebuild and tools use."""

@@ -223,6 +223,16 @@ class MemoryThreadStore:
             and scope.user_id in (None, v["user_id"])
         ]
 
+    async def shows(
+        self, scope: Scope, wanted: Sequence[tuple[str, str | None]]
+    ) -> set[tuple[str, str | None]]:
+        visible = {v["id"] for v in self._visible(scope)}
+        return {
+            (t, m)
+            for t, m in wanted
+            if t in visible and (m is None or m in self.threads[t].recorded)
+        }
+
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         return next((v for v in self._visible(scope) if v["id"] == thread_id), None)
 

@@ -26,11 +26,12 @@ from pymongo.errors import (
 from services.documents import (
     ACTIVITY_PROJECTION,
     VIEW_PROJECTION,
+    message_key,
     of_old_layout,
     view_from_document,
 )
 from services.mongo.render import scope_filter, sort, streams
-from services.mongo.writes import BATCH_BYTES, Layout, by_id
+from services.mongo.writes import BATCH_BYTES, Layout, by_id, recorded_keys
 from services.mongo.writes import load as load_threads
 from services.mongo.writes import save as save_threads
 from services.ports import Absorbed, CursorNotFound, Page, Stored, WriteConflict
@@ -279,6 +280,33 @@ class MongoThreadStore:
         """The thread's view whatever its scope (operators' tools and tests), or None."""
         document = await self.threads.find_one({"_id": thread_id}, VIEW_PROJECTION)
         return (await self.views([document]))[0] if document else None
+
+    async def shows(
+        self, scope: Scope, wanted: Sequence[tuple[str, str | None]]
+    ) -> set[tuple[str, str | None]]:
+        """Which of ``wanted`` (a thread, and a message of it or None) the view shows within
+        ``scope``: the thread listed, and the message counted (recorded, or pending in the
+        activity document: services.mongo.writes). Three reads by ``_id`` at most."""
+        threads = list(dict.fromkeys(t for t, _ in wanted))
+        if not threads:
+            return set()
+        found = self.threads.find({"_id": {"$in": threads}, **scope_filter(scope)}, {"_id": True})
+        count = len(threads)  # a single batch (services.mongo.writes.by_id): ids only
+        visible = {d["_id"] async for d in found.batch_size(count).limit(-count)}
+        pairs = [(t, m) for t, m in wanted if m is not None and t in visible]
+        keys = {(t, m): message_key(t, m) for t, m in pairs}
+        recorded = await recorded_keys(self.layout.messages, list(keys.values())) if keys else set()
+        unrecorded = sorted({t for (t, m), key in keys.items() if key not in recorded})
+        pending = (
+            await by_id(self.layout.activity, unrecorded, {"pending": True}) if unrecorded else {}
+        )
+        shown: set[tuple[str, str | None]] = {
+            (t, m) for t, m in wanted if m is None and t in visible
+        }
+        for (t, m), key in keys.items():
+            if key in recorded or m in pending.get(t, {}).get("pending", ()):
+                shown.add((t, m))
+        return shown
 
     async def get(self, thread_id: str, scope: Scope) -> dict[str, Any] | None:
         """The thread's view, or None when it does not exist or ``scope`` may not see it."""

@@ -112,3 +112,39 @@ async def test_a_bad_token_is_a_clear_400(api_client: httpx.Client, token: str, 
     error = refused.json()["error"]
     assert (error["code"], error["param"]) == (code, "Consistency-Token")
     assert refused.headers["x-request-id"]
+
+
+async def test_a_domain_wait_ends_when_the_thread_and_its_message_show(
+    settings: Settings, run_process: Any, api_client: httpx.Client
+) -> None:
+    # given: no projector yet, a thread and a message produced
+    message = cloud_event(
+        "thread.message_added", "thrd_d1", "2025-11-17T10:01:00Z", {"message_id": "msg_d1"}
+    )
+    await produce(
+        settings.kafka_bootstrap_servers, settings.topic, [created("thrd_d1"), structured(message)]
+    )
+
+    def awaiting(**names: str) -> Any:
+        headers = {"Prefer": "wait=5", **{f"Consistency-{k.title()}": v for k, v in names.items()}}
+        return asyncio.to_thread(api_client.get, "/v1/threads/thrd_d1", headers=headers)
+
+    # when no projector runs: stale at the wait, and for another tenant's key never told apart
+    stale = await awaiting(thread="thrd_d1", message="msg_d1")
+    assert stale.status_code == 404 and stale.headers["consistency-stale"] == "true"
+    bad = await asyncio.to_thread(
+        api_client.get, "/v1/threads", headers={"Consistency-Thread": "x" * 300}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "consistency_await_invalid"
+
+    # then: with the projector running, the wait ends with the message counted
+    run_process("consumers.projector", settings)
+    end = time.monotonic() + 90
+    while True:
+        shown = await awaiting(thread="thrd_d1", message="msg_d1")
+        if "consistency-stale" not in shown.headers or time.monotonic() > end:
+            break
+    assert shown.status_code == 200 and "consistency-stale" not in shown.headers
+    assert shown.json()["message_count"] == 1
+    other = await awaiting(thread="thrd_d1", message="msg_never")
+    assert other.headers["consistency-stale"] == "true"

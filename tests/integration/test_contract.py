@@ -212,3 +212,19 @@ class TestThreadStoreContract:
                 await store.page(query, ORG_1)
             assert missing.value.param == param
         assert [d["id"] async for d in store.documents(batch_size=1)] == ["mine", "theirs"]
+
+    async def test_shows_names_what_a_scope_sees_listed_and_counted(
+        self, store: ThreadStore
+    ) -> None:
+        await store.save(
+            [
+                (state_of(created("g"), message("g", 1)), None),
+                (state_of(created("h", org="org_2"), message("h", 1)), None),
+                (state_of(message("orphan", 1)), None),
+            ]
+        )
+        wanted = [("g", None), ("g", "m1"), ("g", "m2"), ("h", None), ("h", "m1")]
+        wanted += [("orphan", None), ("orphan", "m1"), ("nothing", None)]
+        assert await store.shows(ORG_1, wanted) == {("g", None), ("g", "m1")}
+        assert await store.shows(Scope(("org_2",)), wanted) == {("h", None), ("h", "m1")}
+        assert await store.shows(ORG_1, []) == set()

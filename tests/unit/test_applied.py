@@ -31,8 +31,8 @@ class Log:
         return dict(self.end)
 
 
-def watcher(log: Log, **options: float) -> Applied:
-    return Applied(log.committed, log.ends, interval=0.01, idle=0.05, **options)  # type: ignore[arg-type]
+def watcher(log: Log, idle: float = 0.05, max_waiting: int = 256) -> Applied:
+    return Applied(log.committed, log.ends, interval=0.01, idle=idle, max_waiting=max_waiting)
 
 
 async def test_a_token_already_applied_answers_without_another_read() -> None:
@@ -111,4 +111,39 @@ async def test_what_is_known_is_read_in_the_background_and_never_goes_backwards(
     await asyncio.sleep(0.01)
     assert applied.known() == {0: 10, 1: 6}
     assert log.reads == 2
+    await applied.close()
+
+
+async def test_ends_read_a_moment_ago_never_refuse_a_token_the_topic_has_reached_since() -> None:
+    log = Log()
+    applied = watcher(log, idle=60)
+    assert await applied.wait(Token({0: 50}), 0.05) is False  # reads the ends: 100
+    log.end[0] = 200  # the topic grew; the ends read above are not older than `idle`
+    assert await applied.wait(Token({0: 150}), 0.05) is False  # waited for, not refused
+    with pytest.raises(Beyond):
+        await applied.wait(Token({0: 201}), 0.05)
+    await applied.close()
+
+
+async def test_a_domain_wait_ends_when_the_view_shows_the_thread_and_message() -> None:
+    from services.applied import Sightings
+    from services.query import Scope
+    from testkit.memory import MemoryThreadStore
+    from testkit.threads import created, message, state_of
+
+    log, store = Log(), MemoryThreadStore()
+    applied = watcher(log)
+    sightings = Sightings(applied)
+    mine, theirs = Scope(("org_1",)), Scope(("org_2",))
+    waits = [
+        asyncio.create_task(sightings.wait(store, mine, ("t", "m1"), 5)),
+        asyncio.create_task(sightings.wait(store, mine, ("t", None), 5)),
+        asyncio.create_task(sightings.wait(store, theirs, ("t", None), 0.3)),
+    ]
+    await asyncio.sleep(0.1)
+    assert not any(w.done() for w in waits) and applied.waiting == 3
+    await store.save([(state_of(created("t"), message("t", 1)), None)])
+    assert await asyncio.gather(*waits) == [True, True, False]  # never another tenant's
+    assert applied.waiting == 0 and sightings._groups == {}
+    assert await sightings.wait(store, mine, ("t", "m1"), 0)  # shown: at once
     await applied.close()
