@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # per process, and how often the shared watcher reads the projector's committed offsets
     api_max_wait_seconds: float = Field(5.0, ge=0, le=60)
     api_max_waiting: int = Field(256, ge=1)
-    api_consistency_poll_ms: int = Field(50, ge=5)
+    api_consistency_poll_ms: int = Field(20, ge=5)
     # serve this view (threadview-rebuild) instead of the live one, read only
     view: str | None = None
     # the projector's own HTTP port: /healthz, /readyz, /metrics
