@@ -11,10 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
+from consumers.progress import JsonLines
 from consumers.sample import cloud_event
+from consumers.swap import swap
 from services.consistency import Token, from_acks, merge, parse
+from services.mongo.bootstrap import Services
 from services.settings import Settings
 from testkit.kafka import produce, structured
+from testkit.processes import run_cli_async
 
 pytestmark = pytest.mark.e2e
 
@@ -148,3 +152,56 @@ async def test_a_domain_wait_ends_when_the_thread_and_its_message_show(
     assert shown.json()["message_count"] == 1
     other = await awaiting(thread="thrd_d1", message="msg_never")
     assert other.headers["consistency-stale"] == "true"
+
+
+async def started_api(run_process: Any, settings: Settings, key: str) -> tuple[Any, httpx.Client]:
+    """The API as its own process, and a client of it, once it answers."""
+    process = run_process("api.main", settings)
+    client = httpx.Client(
+        base_url=f"http://127.0.0.1:{settings.api_port}", headers={"X-API-Key": key}, timeout=30
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            (await asyncio.to_thread(client.get, "/healthz")).raise_for_status()
+            return process, client
+        except httpx.HTTPError:
+            assert process.popen.poll() is None and time.monotonic() < deadline, process.output()
+            await asyncio.sleep(0.2)
+
+
+async def test_tokens_hold_across_an_api_restart_and_a_swap_refuses_the_old_views(
+    settings: Settings, services: Services, run_process: Any, service_key: str
+) -> None:
+    # given: two writes applied, their tokens merged with the API's answer
+    run_process("consumers.projector", settings)
+    api, client = await started_api(run_process, settings, service_key)
+    tokens = [await sent(settings, f"thrd_s{n}") for n in range(2)]
+    answer = await fresh(client, merge(tokens))
+    held = merge([*tokens, parse(answer.headers["consistency-token"])])
+    assert held.view == "main" and {"thrd_s0", "thrd_s1"} <= listed(answer)
+
+    # when the API restarts: the held token is answered at once, holding both writes
+    client.close()
+    api.stop()
+    api, client = await started_api(run_process, settings, service_key)
+    started = time.monotonic()
+    answer = await get(client, held, "wait=5")
+    assert "consistency-stale" not in answer.headers and time.monotonic() - started < 4
+    assert {"thrd_s0", "thrd_s1"} <= listed(answer)
+
+    # when a rebuilt view is swapped in
+    done = await run_cli_async("consumers.rebuild", settings, "run", "--name", "next", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    await swap(services, "next", JsonLines())
+    await asyncio.sleep(1.5)  # the API looks the pointer up again within POINTER_TTL (1 s)
+
+    # then: the old view's token is refused clearly; its positions, as a producer's, still hold
+    refused = await get(client, held, "wait=1")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "consistency_token_stale_view"
+    newer = await sent(settings, "thrd_s2")
+    answer = await fresh(client, merge([Token(held.positions), newer]))
+    assert {"thrd_s0", "thrd_s1", "thrd_s2"} <= listed(answer)
+    assert parse(answer.headers["consistency-token"]).view == "next"
+    client.close()
