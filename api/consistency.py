@@ -58,7 +58,11 @@ class Consistency:
         self.app, self.settings = app, settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PATHS):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(PATHS)
+            or scope["path"] == "/v1/threads/watch"  # resumed by its own ids (api.watch)
+        ):
             await self.app(scope, receive, send)
             return
         state = scope["app"].state

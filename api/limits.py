@@ -41,6 +41,7 @@ from services.query import BUDGET, Budget
 from services.settings import Settings
 
 PROBES = ("/healthz", "/readyz", "/metrics")  # as api.ops: always answered, never shed
+WATCH = "/v1/threads/watch"  # long-lived (api.watch): bounded by its own caps, no deadline
 REASONS = ("in_flight", "totals", "url_too_long", "headers_too_large")
 
 
@@ -82,7 +83,7 @@ class Limits:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PROBES:
+        if scope["type"] != "http" or scope["path"] in PROBES or scope["path"] == WATCH:
             await self.app(scope, receive, send)
             return
         refusal = self._refusal(scope)

@@ -11,17 +11,18 @@ from typing import Annotated, Any
 import uvicorn
 from fastapi import Depends, FastAPI, Path
 
-from api import consistency, errors, limits, ops
+from api import consistency, errors, limits, ops, watch
 from api.deps import CallerDep, StoreDep
 from api.models import Thread, ThreadList
 from api.params import list_params
 from consumers.offsets import GroupOffsets
 from services.applied import Applied, Sightings
 from services.logs import configure as configure_logging
-from services.mongo.bootstrap import bootstrap
+from services.mongo.bootstrap import Services, bootstrap
 from services.query import ThreadQuery
 from services.settings import Settings, get_settings
 from services.threads import thread, thread_page
+from services.watching import Feed
 
 DESCRIPTION = """Threads as the thread events built them. Every request carries `X-API-Key`.
 
@@ -44,7 +45,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_waiting=settings.api_max_waiting,
         )
         app.state.sightings = Sightings(app.state.applied)
+        services: Services = app.state.services
+
+        async def views(ids: Sequence[str]) -> list[dict[str, Any]]:
+            return await (await services.served_store()).read_many(ids)
+
+        async def view_name() -> str:
+            return (await services.served())[0]
+
+        app.state.feed = Feed(offsets.keys_between, views, view_name)
+        driving = asyncio.create_task(
+            watch.drive(app.state.feed, app.state.applied, settings.api_consistency_poll_ms / 1000)
+        )
         yield
+        driving.cancel()
         await app.state.applied.close()
         await offsets.close()
         await app.state.services.close()
@@ -75,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with totals.hold() if query.include_total else nullcontext():
             page = await thread_page(store, query, caller.scope)
         return ThreadList.of(page.data, page.has_more, query.limit, page.total)
+
+    watch.install(app, settings)  # before /v1/threads/{thread_id}, which would take "watch"
 
     @app.get(
         "/v1/threads/{thread_id}",

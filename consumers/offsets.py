@@ -6,10 +6,12 @@ Kafka; only waits and response tokens need it) and again after a failure."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from consumers.replay import read_range
 from consumers.topics import admin_client, committed_offsets, partitions_of, reader
 from services.settings import Settings
 from services.views import ViewError
@@ -21,6 +23,8 @@ class GroupOffsets:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._opening = asyncio.Lock()
+        self._keys: AIOKafkaConsumer | None = None  # the watch's reader of the records' keys
+        self._reading = asyncio.Lock()
 
     async def committed(self) -> dict[int, int]:
         admin = await self._admin_client()
@@ -50,6 +54,31 @@ class GroupOffsets:
             await consumer.stop()
             raise
 
+    async def keys_between(
+        self, start: Mapping[int, int], end: Mapping[int, int], limit: int
+    ) -> list[str] | None:
+        """The keys (thread ids) of the records from ``start`` up to ``end``, per partition;
+        None when there are more than ``limit`` of them (the watch then resets)."""
+        spans = {p: (start.get(p, 0), o) for p, o in end.items() if o > start.get(p, 0)}
+        if sum(stop - begin for begin, stop in spans.values()) > limit:
+            return None
+        async with self._reading:
+            if self._keys is None:
+                consumer = reader(self.settings)
+                await consumer.start()
+                self._keys = consumer
+            keys: list[str] = []
+            try:
+                for partition, (begin, stop) in sorted(spans.items()):
+                    tp = TopicPartition(self.settings.topic, partition)
+                    async for records in read_range(self._keys, tp, begin, stop, limit):
+                        keys += [r.key.decode("utf-8", "replace") for r in records if r.key]
+            except Exception:
+                consumer, self._keys = self._keys, None
+                await consumer.stop()
+                raise
+            return keys
+
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._opening:
             if self._admin is None:
@@ -65,6 +94,9 @@ class GroupOffsets:
 
     async def close(self) -> None:
         await self._drop_admin()
+        keys, self._keys = self._keys, None
+        if keys is not None:
+            await keys.stop()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -58,6 +58,7 @@ class Applied:
         self.offsets: dict[int, int] = {}
         self.read_at = float("-inf")  # time.monotonic() of the last successful read
         self.waiting = 0
+        self.followers = 0  # watches (services.watching): they keep the reads going too
         self._changed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._ends: tuple[float, dict[int, int]] = (float("-inf"), {})
@@ -107,13 +108,26 @@ class Applied:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def read_now(self) -> dict[int, int]:
+        """The offsets, read now (what is known when the broker does not answer)."""
+        await self._read()
+        return dict(self.offsets)
+
+    def follow(self) -> None:
+        """One more watch: offsets read every ``interval`` while it lasts (:meth:`unfollow`)."""
+        self.followers += 1
+        self._start()
+
+    def unfollow(self) -> None:
+        self.followers -= 1
+
     def _start(self) -> None:
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._poll())
 
     async def _poll(self) -> None:
         """Read while anyone waits; each read wakes every waiter."""
-        while self.waiting:
+        while self.waiting or self.followers:
             await self._read()
             await asyncio.sleep(self.interval)
 

@@ -150,6 +150,10 @@ class ThreadStore(ThreadWriter, ThreadReader, Protocol):
         """The thread's view whatever its scope, or None."""
         ...
 
+    async def read_many(self, thread_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The views of those of ``thread_ids`` that exist, whatever their scope."""
+        ...
+
 
 class ViewCatalog(Protocol):
     """The catalog of views and the pointer to the live one (services.views has the records

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     api_max_wait_seconds: float = Field(5.0, ge=0, le=60)
     api_max_waiting: int = Field(256, ge=1)
     api_consistency_poll_ms: int = Field(20, ge=5)
+    # the watch (GET /v1/threads/watch): watchers per process and per key, and the seconds
+    # without an event after which a watcher is sent a bookmark
+    api_max_watchers: int = Field(1000, ge=1)
+    api_max_watchers_per_key: int = Field(16, ge=1)
+    api_watch_bookmark_seconds: float = Field(15.0, gt=0)
     # serve this view (threadview-rebuild) instead of the live one, read only
     view: str | None = None
     # the projector's own HTTP port: /healthz, /readyz, /metrics

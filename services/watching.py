@@ -19,7 +19,7 @@ here, whatever the filters).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,9 +107,10 @@ class Feed:
         self.position = target
 
     async def follow(
-        self, scope: Scope, query: ThreadQuery, since: Token | None
-    ) -> AsyncIterator[Event]:
-        """One watcher's events: where it starts, what it missed since ``since``, then live."""
+        self, scope: Scope, query: ThreadQuery, since: Token | None, bookmark: float = 15.0
+    ) -> AsyncGenerator[Event, None]:
+        """One watcher's events: where it starts, what it missed since ``since``, then live,
+        with a ``bookmark`` (the position now) after ``bookmark`` seconds without an event."""
         watcher = Watcher(scope, query, self.queue)
         self.watchers.add(watcher)
         try:
@@ -131,7 +132,11 @@ class Feed:
                     yield event
                 yield Event("position", token)
             while True:
-                event = await watcher.events.get()
+                try:
+                    event = await asyncio.wait_for(watcher.events.get(), bookmark)
+                except TimeoutError:
+                    yield Event("bookmark", str(Token(self.position or {}, self.view or view)))
+                    continue
                 if watcher.behind and watcher.events.empty():
                     yield Event("reset", event.id, {"why": "too slow: list again"})
                     return

@@ -223,6 +223,10 @@ class MemoryThreadStore:
             and scope.user_id in (None, v["user_id"])
         ]
 
+    async def read_many(self, thread_ids: Sequence[str]) -> list[dict[str, Any]]:
+        rows = [self.threads.get(t) for t in dict.fromkeys(thread_ids)]
+        return [view(r.full()) for r in rows if r is not None and r.rev is not None]
+
     async def shows(
         self, scope: Scope, wanted: Sequence[tuple[str, str | None]]
     ) -> set[tuple[str, str | None]]:

@@ -281,6 +281,12 @@ class MongoThreadStore:
         document = await self.threads.find_one({"_id": thread_id}, VIEW_PROJECTION)
         return (await self.views([document]))[0] if document else None
 
+    async def read_many(self, thread_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The views of those of ``thread_ids`` that exist, whatever their scope (the watch
+        checks each against its watchers' scopes)."""
+        found = await by_id(self.threads, list(dict.fromkeys(thread_ids)), VIEW_PROJECTION)
+        return await self.views(list(found.values())) if found else []
+
     async def shows(
         self, scope: Scope, wanted: Sequence[tuple[str, str | None]]
     ) -> set[tuple[str, str | None]]:

@@ -31,6 +31,8 @@ def test_api_conforms_to_its_own_schema(
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result  # the schema's operations all load
         operation = result.ok()
+        if operation.path == "/v1/threads/watch":
+            continue  # a stream that never ends, by design: tests/e2e/test_watch.py
 
         @examples(
             max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None

@@ -228,3 +228,11 @@ class TestThreadStoreContract:
         assert await store.shows(ORG_1, wanted) == {("g", None), ("g", "m1")}
         assert await store.shows(Scope(("org_2",)), wanted) == {("h", None), ("h", "m1")}
         assert await store.shows(ORG_1, []) == set()
+
+    async def test_read_many_gives_the_views_of_those_that_exist(self, store: ThreadStore) -> None:
+        state = state_of(created("k"), message("k", 1))
+        await store.save([(state, None), (state_of(created("l", org="org_2")), None)])
+        found = await store.read_many(["k", "nothing", "l", "k"])
+        assert sorted(v["id"] for v in found) == ["k", "l"]
+        assert next(v for v in found if v["id"] == "k") == view(state)
+        assert await store.read_many([]) == []

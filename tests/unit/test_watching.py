@@ -165,6 +165,6 @@ def test_no_event_ever_names_a_thread_outside_the_scope(
             thread = world.threads[event.data["id"]]
             assert thread["organization_id"] in orgs
             assert user in (None, thread["user_id"])
-        await events.aclose()  # type: ignore[attr-defined]
+        await events.aclose()
 
     asyncio.run(run())
