@@ -40,7 +40,7 @@ from consumers.topics import ensure_topics
 from services.consistency import from_acks
 from services.settings import Settings, get_settings
 from testkit.kafka import delete_topics
-from testkit.servers import free_port
+from testkit.servers import free_ports
 
 POLL = 0.02
 ORG = "org_rw"  # its own organization: bench.freshness's probes go to PROBES_ORG meanwhile
@@ -122,9 +122,7 @@ async def measure(base: Settings, samples: int, busy_rate: int, logs: Path) -> d
             "dlq_topic": f"bench.{run}.consistency.dlq",
             "consumer_group": f"bench-consistency-{run}",
             "mongo_database": f"bench_{run}",
-            "api_port": free_port(),
-            "projector_port": free_port(),
-            "api_ops_port": free_port(),
+            **dict(zip(("api_port", "projector_port", "api_ops_port"), free_ports(3), strict=True)),
         }
     )
     await ensure_topics(settings)

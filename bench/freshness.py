@@ -58,7 +58,7 @@ from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
 from services.settings import Settings
 from testkit.kafka import delete_topics
-from testkit.servers import free_port
+from testkit.servers import free_ports
 
 THREADS, PROBE_EVERY, POLL = 2000, 10, 0.02
 CATCH_UP = 120  # seconds after the stream a run waits for its last probes
@@ -262,9 +262,7 @@ async def run_once(
             "dlq_topic": f"bench.{run}.freshness.dlq",
             "consumer_group": f"bench-freshness-{run}",
             "mongo_database": f"bench_freshness_{run}",
-            "api_port": free_port(),
-            "projector_port": free_port(),
-            "api_ops_port": free_port(),
+            **dict(zip(("api_port", "projector_port", "api_ops_port"), free_ports(3), strict=True)),
         }
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-freshness-"))

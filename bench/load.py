@@ -64,7 +64,7 @@ from bench.stats import fmt, machine, percentile, ratio
 from bench.worktree import TreeProcess, described, keys, tree_env, worktree, worktree_removed
 from services.query import BUDGET, Budget, match_filters
 from services.settings import Settings
-from testkit.servers import free_port
+from testkit.servers import free_port, free_ports
 
 HERE = Path(__file__).resolve().parent
 # family, deep
@@ -270,8 +270,7 @@ async def measure(
     settings = settings.model_copy(
         update={
             "mongo_database": f"bench_list_{threads}",
-            "api_port": free_port(),
-            "api_ops_port": free_port(),  # the API's internal port (api.ops): never shared
+            **dict(zip(("api_port", "api_ops_port"), free_ports(2), strict=True)),
             "api_public_docs": True,  # bench.paging's Api.wait polls /openapi.json
         }
     )

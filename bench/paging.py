@@ -65,7 +65,7 @@ from services.mongo.migration import expand_view
 from services.query import ThreadQuery
 from services.settings import Settings
 from testkit.processes import settings_env
-from testkit.servers import free_port
+from testkit.servers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_paging"
@@ -294,11 +294,12 @@ async def main() -> int:
     parser.add_argument("--explain", action="store_true", help="print the store's plans too")
     args = parser.parse_args()
 
+    api_port, api_ops_port = free_ports(2)
     settings = Settings(
         mongo_url=args.mongo_url,
         mongo_database=args.database,
-        api_port=free_port(),
-        api_ops_port=free_port(),
+        api_port=api_port,
+        api_ops_port=api_ops_port,
     )
     backend = await backend_of(settings.mongo_url)
     async with serving(settings, args.threads, "bench-paging-") as served:

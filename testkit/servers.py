@@ -3,6 +3,7 @@ testcontainers, or brought up by scripts/stack; free ports and fresh settings on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -97,16 +98,25 @@ def sasl_listener(servers: Servers) -> SaslKafka | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each bound at once, so none is handed out twice (one port
+    asked for after another may come back the same once the first socket is closed; then an
+    API and a projector started on one port, and the API's requests reached the projector)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def fresh_settings(servers: Servers) -> Settings:
     """Settings of a run of our own on ``servers``: a fresh topic, consumer group and database,
     and free ports."""
     run = uuid4().hex[:10]
+    api_port, projector_port, api_ops_port = free_ports(3)
     return Settings(
         kafka_bootstrap_servers=servers.kafka,
         topic=f"test.{run}.threads.events",
@@ -115,8 +125,8 @@ def fresh_settings(servers: Servers) -> Settings:
         topic_partitions=3,
         mongo_url=servers.mongo_url,
         mongo_database=f"test_{run}",
-        api_port=free_port(),
-        projector_port=free_port(),
-        api_ops_port=free_port(),
+        api_port=api_port,
+        projector_port=projector_port,
+        api_ops_port=api_ops_port,
         key_cache_seconds=0,  # revocations apply at once (tests/integration/test_ops.py: cached)
     )
