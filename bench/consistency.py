@@ -31,16 +31,21 @@ from uuid import uuid4
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.freshness import PROBES_ORG, drop_leftovers, now_iso, publish, seed, wait_ready
+from bench.freshness import (
+    PROBES_ORG,
+    drop_leftovers,
+    fresh_run,
+    now_iso,
+    publish,
+    seed,
+    wait_ready,
+)
 from bench.stats import percentile
-from bench.throughput import drop
 from bench.worktree import ROOT, TreeProcess, keys
 from consumers.sample import cloud_event
 from consumers.topics import ensure_topics
 from services.consistency import from_acks
 from services.settings import Settings, get_settings
-from testkit.kafka import delete_topics
-from testkit.servers import free_ports
 
 POLL = 0.02
 ORG = "org_rw"  # its own organization: bench.freshness's probes go to PROBES_ORG meanwhile
@@ -115,42 +120,31 @@ async def sample_all(settings: Settings, client: httpx.AsyncClient, samples: int
 
 
 async def measure(base: Settings, samples: int, busy_rate: int, logs: Path) -> dict[str, Any]:
-    run = uuid4().hex[:8]
-    settings = base.model_copy(
-        update={
-            "topic": f"bench.{run}.consistency",
-            "dlq_topic": f"bench.{run}.consistency.dlq",
-            "consumer_group": f"bench-consistency-{run}",
-            "mongo_database": f"bench_{run}",
-            **dict(zip(("api_port", "projector_port", "api_ops_port"), free_ports(3), strict=True)),
-        }
-    )
-    await ensure_topics(settings)
-    orgs = ("--org", PROBES_ORG, "--org", "org_f", "--org", ORG)
-    made = await keys(settings, ROOT, "create", "--service", *orgs)
-    projector = TreeProcess("consumers.projector", settings, logs / "projector.log", ROOT)
-    api = TreeProcess("api.main", settings, logs / "api.log", ROOT)
-    client = httpx.AsyncClient(
-        base_url=f"http://127.0.0.1:{settings.api_port}",
-        headers={"X-API-Key": made.split()[0]},
-        timeout=30,
-    )
-    found: dict[str, Any] = {}
-    try:
-        await wait_ready(client)
-        await seed(settings, client)
-        found["idle"] = await sample_all(settings, client, samples)
-        stream = asyncio.create_task(publish(settings, busy_rate, 3600, {}))
-        await asyncio.sleep(3)  # the stream under way
-        found["busy"] = await sample_all(settings, client, samples) | {"rate": busy_rate}
-        stream.cancel()
-    finally:
-        await client.aclose()
-        projector.stop()
-        api.stop()
-        await drop(settings)
-        await delete_topics(settings.kafka_bootstrap_servers, f"bench.{run}.")
-    return found
+    async with fresh_run(base, "consistency") as settings:
+        await ensure_topics(settings)
+        orgs = ("--org", PROBES_ORG, "--org", "org_f", "--org", ORG)
+        made = await keys(settings, ROOT, "create", "--service", *orgs)
+        projector = TreeProcess("consumers.projector", settings, logs / "projector.log", ROOT)
+        api = TreeProcess("api.main", settings, logs / "api.log", ROOT)
+        client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.api_port}",
+            headers={"X-API-Key": made.split()[0]},
+            timeout=30,
+        )
+        found: dict[str, Any] = {}
+        try:
+            await wait_ready(client)
+            await seed(settings, client)
+            found["idle"] = await sample_all(settings, client, samples)
+            stream = asyncio.create_task(publish(settings, busy_rate, 3600, {}))
+            await asyncio.sleep(3)  # the stream under way
+            found["busy"] = await sample_all(settings, client, samples) | {"rate": busy_rate}
+            stream.cancel()
+        finally:
+            await client.aclose()
+            projector.stop()
+            api.stop()
+        return found
 
 
 def report(found: dict[str, Any]) -> list[str]:

@@ -41,6 +41,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,31 +251,42 @@ def plot(runs: list[list[tuple[float, float]]], out: Path, rate: int, who: str =
     plt.close(figure)
 
 
-async def run_once(
-    base: Settings, rate: int, seconds: float, profile: Path | None = None, tree: Path = ROOT
-) -> dict[str, Any]:
-    """One measurement (of the checkout ``tree``) on a fresh topic, group and database (dropped
-    after)."""
+@contextlib.asynccontextmanager
+async def fresh_run(base: Settings, name: str) -> AsyncIterator[Settings]:
+    """The settings of one run of the benchmark ``name``: a topic, dead-letter topic, consumer
+    group and database of its own (named so that :func:`drop_leftovers` finds them when the run
+    is killed), and free ports for its API and projector; the topics and the database are
+    dropped after."""
     run = uuid4().hex[:8]
+    ports = dict(zip(("api_port", "projector_port", "api_ops_port"), free_ports(3), strict=True))
     settings = base.model_copy(
         update={
-            "topic": f"bench.{run}.freshness",
-            "dlq_topic": f"bench.{run}.freshness.dlq",
-            "consumer_group": f"bench-freshness-{run}",
-            "mongo_database": f"bench_freshness_{run}",
-            **dict(zip(("api_port", "projector_port", "api_ops_port"), free_ports(3), strict=True)),
+            "topic": f"bench.{run}.{name}",
+            "dlq_topic": f"bench.{run}.{name}.dlq",
+            "consumer_group": f"bench-{name}-{run}",
+            "mongo_database": f"bench_{name}_{run}",
+            **ports,
         }
     )
-    logs = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
     try:
-        found = await measure(settings, rate, seconds, logs, profile, tree)
-        return found | {"logs": str(logs)}
+        yield settings
     finally:
         await drop(settings)
         await delete_topics(settings.kafka_bootstrap_servers, f"bench.{run}.")
 
 
-LEFTOVER = re.compile(r"bench_((freshness|rebuild|append)_)?[0-9a-f]{8}(_|$)")  # per-run names
+async def run_once(
+    base: Settings, rate: int, seconds: float, profile: Path | None = None, tree: Path = ROOT
+) -> dict[str, Any]:
+    """One measurement (of the checkout ``tree``) on a fresh topic, group and database."""
+    logs = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
+    async with fresh_run(base, "freshness") as settings:
+        found = await measure(settings, rate, seconds, logs, profile, tree)
+        return found | {"logs": str(logs)}
+
+
+PER_RUN = "freshness|rebuild|append|consistency|watchers"  # the benchmarks of fresh_run and older
+LEFTOVER = re.compile(rf"bench_(({PER_RUN})_)?[0-9a-f]{{8}}(_|$)")  # per-run names
 
 
 async def drop_leftovers(mongo_url: str) -> list[str]:
