@@ -54,9 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return (await services.served())[0]
 
         app.state.feed = Feed(offsets.keys_between, views, view_name)
-        driving = asyncio.create_task(
-            watch.drive(app.state.feed, app.state.applied, settings.api_consistency_poll_ms / 1000)
-        )
+        driving = asyncio.create_task(watch.drive(app.state.feed, app.state.applied))
         yield
         driving.cancel()
         await app.state.applied.close()

@@ -12,7 +12,6 @@ api.limits and has no store deadline of its own (its reads are the feed's).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -93,10 +92,11 @@ def install(app: FastAPI, settings: Settings) -> None:
         )
 
 
-async def drive(feed: Feed, applied: Applied, every: float) -> None:
-    """Advance the feed to what is applied, every ``every`` seconds while anyone watches."""
+async def drive(feed: Feed, applied: Applied) -> None:
+    """Advance the feed to what is applied after each read of the offsets (the shared watcher
+    reads every ``interval`` while anyone watches: services.applied)."""
     while True:
+        await applied.next_read()
         if feed.watchers:
             with contextlib.suppress(Exception):  # the log or the store away: next time
                 await feed.advance(applied.offsets)
-        await asyncio.sleep(every)

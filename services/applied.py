@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 from services.consistency import BadToken, Token
 from services.query import Scope
@@ -84,22 +84,37 @@ class Applied:
         if not token.behind(self.known()):
             return True
         await self._check_ends(token)
-        if self.waiting >= self.max_waiting:
-            raise TooManyWaiting(f"{self.waiting} requests are waiting already")
         deadline = time.monotonic() + seconds
-        self.waiting += 1
-        self._start()
-        try:
+        with self.waiter():
             while token.behind(self.offsets):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                changed = self._changed
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), left)
+                    await asyncio.wait_for(self.next_read(), left)
             return True
+
+    @contextlib.contextmanager
+    def waiter(self) -> Iterator[None]:
+        """One more request waiting while the block runs: the offsets are read every
+        ``interval`` meanwhile.
+
+        Raises:
+            TooManyWaiting: ``max_waiting`` requests wait already.
+        """
+        if self.waiting >= self.max_waiting:
+            raise TooManyWaiting(f"{self.waiting} requests are waiting already")
+        self.waiting += 1
+        self._start()
+        try:
+            yield
         finally:
             self.waiting -= 1
+
+    def next_read(self) -> Coroutine[Any, Any, Literal[True]]:
+        """Until the next successful read after this call (a failed one wakes nobody): the
+        event is taken now, so a read between this call and the first await still counts."""
+        return self._changed.wait()
 
     async def close(self) -> None:
         for task in (self._reader, self._refresh):
@@ -177,10 +192,7 @@ class Sightings:
 
     def __init__(self, applied: Applied) -> None:
         self.applied = applied
-        self._groups: dict[
-            tuple[int, Scope], tuple[Shows, dict[Wanted, list[asyncio.Future[None]]]]
-        ]
-        self._groups = {}
+        self._groups: dict[tuple[int, Scope], Group] = {}
         self._checker: asyncio.Task[None] | None = None
 
     async def wait(self, store: Shows, scope: Scope, wanted: Wanted, seconds: float) -> bool:
@@ -191,36 +203,37 @@ class Sightings:
         """
         if wanted in await store.shows(scope, [wanted]):
             return True
-        applied = self.applied
-        if applied.waiting >= applied.max_waiting:
-            raise TooManyWaiting(f"{applied.waiting} requests are waiting already")
         found: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        _, waiters = self._groups.setdefault((id(store), scope), (store, {}))
-        waiters.setdefault(wanted, []).append(found)
-        applied.waiting += 1
-        applied._start()
-        if self._checker is None or self._checker.done():
-            self._checker = asyncio.create_task(self._check())
-        try:
-            await asyncio.wait_for(asyncio.shield(found), seconds)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            applied.waiting -= 1
-            group = self._groups.get((id(store), scope))
-            if group is not None and found in group[1].get(wanted, []):
-                group[1][wanted].remove(found)
-                if not group[1][wanted]:
-                    del group[1][wanted]
-                if not group[1]:
-                    del self._groups[(id(store), scope)]
+        with self.applied.waiter():
+            group = self._groups.setdefault((id(store), scope), (store, {}))
+            group[1].setdefault(wanted, []).append(found)
+            if self._checker is None or self._checker.done():
+                self._checker = asyncio.create_task(self._check())
+            try:
+                await asyncio.wait_for(asyncio.shield(found), seconds)
+                return True
+            except TimeoutError:
+                return False
+            finally:
+                self._forget(store, scope, wanted, found)
+
+    def _forget(
+        self, store: Shows, scope: Scope, wanted: Wanted, found: asyncio.Future[None]
+    ) -> None:
+        group = self._groups.get((id(store), scope))
+        if group is None or found not in group[1].get(wanted, []):
+            return
+        waiters = group[1]
+        waiters[wanted].remove(found)
+        if not waiters[wanted]:
+            del waiters[wanted]
+        if not waiters:
+            del self._groups[(id(store), scope)]
 
     async def _check(self) -> None:
         """After each read of the offsets, one look per view and scope for all its waiters."""
         while self._groups:
-            changed = self.applied._changed
-            await changed.wait()
+            await self.applied.next_read()
             for (_, scope), (store, waiters) in list(self._groups.items()):
                 try:
                     shown = await store.shows(scope, list(waiters))
