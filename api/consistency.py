@@ -32,7 +32,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ErrorDetail
-from api.limits import error_body
+from api.limits import error_body, refuse
 from services.applied import Applied, Beyond, TooManyWaiting
 from services.consistency import BadToken, Token, parse
 from services.settings import Settings
@@ -77,20 +77,17 @@ class Consistency:
         except Exception:  # noqa: BLE001 - the store's trouble: the route answers it
             await self.app(scope, receive, send)
             return
-        stale = False
         prefer = headers.get(b"prefer", b"")
+        waits: list[bool | tuple[int, ErrorDetail]] = []  # each wait: stale, or its refusal
         if (text := headers.get(HEADER)) is not None:
-            refusal = await self._wait(text, prefer, view, applied)
-            if isinstance(refusal, tuple):
-                await _refuse(send, *refusal, self.settings.api_retry_after_seconds)
-                return
-            stale = refusal
-        if (thread := headers.get(THREAD)) is not None:
-            sighting = await self._sight(scope, headers, thread, prefer, services)
-            if isinstance(sighting, tuple):
-                await _refuse(send, *sighting, self.settings.api_retry_after_seconds)
-                return
-            stale = stale or sighting
+            waits.append(await self._wait(text, prefer, view, applied))
+        if (thread := headers.get(THREAD)) is not None and not _refused(waits):
+            waits.append(await self._sight(scope, headers, thread, prefer, services))
+        if refusal := _refused(waits):
+            status, detail = refusal
+            await refuse(send, status, error_body(detail), self.settings.api_retry_after_seconds)
+            return
+        stale = any(waits)
         served = str(Token(applied.known(), view)).encode()
 
         async def sending(message: Message) -> None:
@@ -170,13 +167,8 @@ def _invalid(message: str, code: str, param: str = "Consistency-Token") -> Error
     return ErrorDetail(message=message, type="invalid_request_error", param=param, code=code)
 
 
-async def _refuse(send: Send, status: int, detail: ErrorDetail, retry_after: int) -> None:
-    body = error_body(detail)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 503:
-        headers.append((b"retry-after", str(retry_after).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _refused(waits: list[bool | tuple[int, ErrorDetail]]) -> tuple[int, ErrorDetail] | None:
+    return next((w for w in waits if isinstance(w, tuple)), None)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -92,12 +92,7 @@ class Limits:
         if refusal is not None:
             status, reason, body = refusal
             self.shed.counts[reason] += 1
-            headers = [(b"content-type", b"application/json")]
-            headers.append((b"content-length", str(len(body)).encode()))
-            if status == 503:
-                headers.append((b"retry-after", self.retry_after))
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await refuse(send, status, body, self.settings.api_retry_after_seconds)
             return
         budget = Budget(self.settings.api_max_walks, self.settings.api_total_cap)
 
@@ -136,6 +131,17 @@ class Limits:
 
 def _invalid(message: str, code: str) -> bytes:
     return error_body(ErrorDetail(message=message, type="invalid_request_error", code=code))
+
+
+async def refuse(send: Send, status: int, body: bytes, retry_after: int) -> None:
+    """Answer ``status`` with the error ``body`` (:func:`error_body`) before the app is reached;
+    a 503 says when to retry (``Retry-After``, seconds)."""
+    headers = [(b"content-type", b"application/json")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    if status == 503:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_body(detail: ErrorDetail) -> bytes:
