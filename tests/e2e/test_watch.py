@@ -1,7 +1,7 @@
 """The watch end to end (api/watch.py): a client follows a tenant's list through creates,
-messages, pins, deletes and restores, disconnects, resumes with Last-Event-ID, and its list
-equals GET /v1/threads at the end; nothing of another tenant ever arrives; a resume it cannot
-serve is an explicit reset."""
+messages, pins, deletes and restores that two producers publish at once, disconnects, resumes
+with Last-Event-ID, and its list equals GET /v1/threads at the end; nothing of another tenant
+ever arrives; a resume it cannot serve is an explicit reset."""
 
 from __future__ import annotations
 
@@ -78,6 +78,18 @@ async def converge(
     assert follower.threads == found
 
 
+async def two_producers(bootstrap: str, topic: str, a: list[Any], b: list[Any]) -> None:
+    """Two services publishing at once (two producers, small batches, interleaved): ``a``'s
+    and ``b``'s records reach the log in no order between them."""
+
+    async def publish(records: list[Any], pause: float) -> None:
+        for start in range(0, len(records), 2):
+            await produce(bootstrap, topic, records[start : start + 2])
+            await asyncio.sleep(pause)
+
+    await asyncio.gather(publish(a, 0.05), publish(b, 0.08))
+
+
 async def test_a_watcher_follows_resumes_and_ends_equal_to_the_list(
     settings: Settings, services: Services, run_process: Any, api_client: httpx.Client
 ) -> None:
@@ -90,36 +102,48 @@ async def test_a_watcher_follows_resumes_and_ends_equal_to_the_list(
     following = asyncio.create_task(follower.follow(client, {}))
     await asyncio.sleep(1)
     bootstrap, topic = settings.kafka_bootstrap_servers, settings.topic
-    await produce(bootstrap, topic, [created(f"thrd_w{n}") for n in range(4)])
-    await produce(bootstrap, topic, [created("thrd_other", org="org_unseen")])
-    await produce(
-        bootstrap,
-        topic,
-        [
-            event("thread.message_added", "thrd_w0", 5, message_id="m1"),
-            event("thread.pinned", "thrd_w1", 6),
-            event("thread.deleted", "thrd_w2", 7),
-        ],
-    )
+    # the conversations service creates threads and adds messages; the moderation service
+    # pins, deletes and restores, at the same time, some of its events before the thread's
+    # creation reaches the projector; both also write to a thread of another tenant
+    conversations = [created(f"thrd_w{n}") for n in range(6)] + [
+        created("thrd_other", org="org_unseen"),
+        event("thread.message_added", "thrd_w0", 5, message_id="m1"),
+        event("thread.message_added", "thrd_other", 5, message_id="m9"),
+        event("thread.message_added", "thrd_w0", 6, message_id="m2"),
+    ]
+    moderation = [
+        event("thread.pinned", "thrd_w5", 6),
+        event("thread.pinned", "thrd_w1", 6),
+        event("thread.deleted", "thrd_w2", 7),
+        event("thread.pinned", "thrd_other", 7),
+        event("thread.deleted", "thrd_w4", 7),
+        event("thread.restored", "thrd_w4", 8),
+        event("thread.deleted", "thrd_w5", 9),
+    ]
+    await two_producers(bootstrap, topic, conversations, moderation)
+    await converge(follower, client, {"thrd_w0", "thrd_w1", "thrd_w3", "thrd_w4"})
+    assert follower.kinds[0] == "position"
+    assert follower.threads["thrd_w0"]["message_count"] == 2
+    # a thread the follower holds leaves its list: a ``removed`` (above, a thread deleted in
+    # the projector's batch that created it may never have been told at all)
+    await produce(bootstrap, topic, [event("thread.deleted", "thrd_w4", 11)])
     await converge(follower, client, {"thrd_w0", "thrd_w1", "thrd_w3"})
-    assert follower.kinds[0] == "position" and "removed" in follower.kinds
+    assert "removed" in follower.kinds
     following.cancel()  # the client goes away
 
-    # while it is away: a restore, a message, a new thread
-    await produce(
+    # while it is away, both services again: a restore, an unpin, a message, a new thread
+    await two_producers(
         bootstrap,
         topic,
-        [
-            event("thread.restored", "thrd_w2", 8),
-            event("thread.message_added", "thrd_w3", 9, message_id="m2"),
-            created("thrd_w4"),
-        ],
+        [event("thread.message_added", "thrd_w3", 9, message_id="m3"), created("thrd_w6")],
+        [event("thread.restored", "thrd_w2", 12), event("thread.unpinned", "thrd_w1", 12)],
     )
     await asyncio.sleep(2)
     assert follower.last_id is not None
     following = asyncio.create_task(follower.follow(client, {"Last-Event-ID": follower.last_id}))
-    await converge(follower, client, {f"thrd_w{n}" for n in range(5)})
+    await converge(follower, client, {f"thrd_w{n}" for n in (0, 1, 2, 3, 6)})
     assert follower.threads["thrd_w3"]["message_count"] == 1
+    assert follower.threads["thrd_w1"]["is_pinned"] is False
     assert follower.orgs == {"org_e2e"}  # nothing of another tenant, ever
     following.cancel()
 
