@@ -70,8 +70,8 @@ def install(app: FastAPI, settings: Settings) -> None:
         if per_key.get(caller.id, 0) >= settings.api_max_watchers_per_key:
             message = "this key has as many watchers as it may"
             raise ApiError(503, message, "api_error", code="overloaded")
-        if feed.position is None:  # the first watch: the feed starts from what is applied now
-            await feed.advance(await applied.read_now())
+        if not feed.watchers:  # the first: the feed starts from what is applied now
+            await feed.start(await applied.read_now())
         per_key[caller.id] = per_key.get(caller.id, 0) + 1
         applied.follow()
         events = feed.follow(caller.scope, query, token, settings.api_watch_bookmark_seconds)

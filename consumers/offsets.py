@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import OffsetOutOfRangeError
 
 from consumers.replay import read_range
 from consumers.topics import admin_client, committed_offsets, partitions_of, reader
@@ -58,13 +59,16 @@ class GroupOffsets:
         self, start: Mapping[int, int], end: Mapping[int, int], limit: int
     ) -> list[str] | None:
         """The keys (thread ids) of the records from ``start`` up to ``end``, per partition;
-        None when there are more than ``limit`` of them (the watch then resets)."""
+        None when there are more than ``limit`` of them, or when some of them are gone (the log
+        starts after ``start``: retention, or records deleted): the watch then resets. The
+        reader never skips to another offset by itself (``auto_offset_reset="none"``): a
+        default reader would jump to the end and the gone records would pass unseen."""
         spans = {p: (start.get(p, 0), o) for p, o in end.items() if o > start.get(p, 0)}
         if sum(stop - begin for begin, stop in spans.values()) > limit:
             return None
         async with self._reading:
             if self._keys is None:
-                consumer = reader(self.settings)
+                consumer = reader(self.settings, auto_offset_reset="none")
                 await consumer.start()
                 self._keys = consumer
             keys: list[str] = []
@@ -73,11 +77,18 @@ class GroupOffsets:
                     tp = TopicPartition(self.settings.topic, partition)
                     async for records in read_range(self._keys, tp, begin, stop, limit):
                         keys += [r.key.decode("utf-8", "replace") for r in records if r.key]
+            except OffsetOutOfRangeError:
+                await self._drop_keys()  # its partition holds the error: a fresh reader next
+                return None
             except Exception:
-                consumer, self._keys = self._keys, None
-                await consumer.stop()
+                await self._drop_keys()
                 raise
             return keys
+
+    async def _drop_keys(self) -> None:
+        keys, self._keys = self._keys, None
+        if keys is not None:
+            await keys.stop()
 
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._opening:
@@ -94,9 +105,7 @@ class GroupOffsets:
 
     async def close(self) -> None:
         await self._drop_admin()
-        keys, self._keys = self._keys, None
-        if keys is not None:
-            await keys.stop()
+        await self._drop_keys()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -78,7 +78,7 @@ class Offsets:
         return sorted(p for p, first in self.begin.items() if first > 0)
 
 
-def reader(settings: Settings, **config: int) -> AIOKafkaConsumer:
+def reader(settings: Settings, **config: int | str) -> AIOKafkaConsumer:
     """A consumer outside any group (nothing committed, the live projector untouched) that
     sees committed records only."""
     return AIOKafkaConsumer(

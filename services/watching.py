@@ -106,6 +106,14 @@ class Feed:
                     watcher.offer(event)
         self.position = target
 
+    async def start(self, applied: Offsets) -> None:
+        """Nobody watches: the feed starts again from ``applied``, without reading what changed
+        while nobody watched (a first watcher after a quiet day would otherwise be told a reset,
+        or wait for a day of keys)."""
+        if not self.watchers:
+            self.position = None
+            await self.advance(applied)
+
     async def follow(
         self, scope: Scope, query: ThreadQuery, since: Token | None, bookmark: float = 15.0
     ) -> AsyncGenerator[Event, None]:

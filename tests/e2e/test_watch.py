@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from consumers.sample import cloud_event
 from services.mongo.bootstrap import Services
@@ -153,4 +155,53 @@ async def test_a_watcher_follows_resumes_and_ends_equal_to_the_list(
     assert other.kinds == ["reset"]
     bad = await client.get("/v1/threads/watch", params={"since": "nonsense"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "watch_since_invalid"
+    await client.aclose()
+
+
+async def test_a_resume_from_records_gone_from_the_log_is_a_reset(
+    settings: Settings, services: Services, run_process: Any, api_client: httpx.Client
+) -> None:
+    """Retention (here: the records deleted) took what a resume would read: a reset, never a
+    resume that skips what it cannot read."""
+    run_process("consumers.projector", settings)
+    key = api_client.headers["X-API-Key"]
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{settings.api_port}", headers={"X-API-Key": key}, timeout=30
+    )
+    bootstrap, topic = settings.kafka_bootstrap_servers, settings.topic
+    follower = Follower()
+    following = asyncio.create_task(follower.follow(client, {}))
+    await asyncio.sleep(1)
+    await produce(bootstrap, topic, [created("thrd_r0")])
+    await converge(follower, client, {"thrd_r0"})
+    following.cancel()
+    assert follower.last_id is not None
+    acks = await produce(bootstrap, topic, [created(f"thrd_r{n}") for n in range(1, 6)])
+    end = time.monotonic() + 60
+    while set(await listed(client)) != {f"thrd_r{n}" for n in range(6)}:
+        assert time.monotonic() < end
+        await asyncio.sleep(0.2)
+    before: dict[int, int] = {}
+    for partition, offset in acks:
+        before[partition] = max(before.get(partition, 0), offset + 1)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        gone = {TopicPartition(topic, p): RecordsToDelete(o) for p, o in before.items()}
+        await admin.delete_records(gone, timeout_ms=10_000)
+    finally:
+        await admin.close()
+    resumed = Follower()
+    await asyncio.wait_for(resumed.follow(client, {"Last-Event-ID": follower.last_id}), 10)
+    assert resumed.kinds == ["reset"]
+    fresh = Follower()  # listing again and watching from now works
+    watching = asyncio.create_task(fresh.follow(client, {}))
+    await asyncio.sleep(1)
+    await produce(bootstrap, topic, [created("thrd_r6")])
+    end = time.monotonic() + 60
+    while "thrd_r6" not in fresh.threads:
+        assert time.monotonic() < end
+        await asyncio.sleep(0.2)
+    assert fresh.kinds[0] == "position" and "reset" not in fresh.kinds
+    watching.cancel()
     await client.aclose()

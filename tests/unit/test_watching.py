@@ -135,6 +135,23 @@ async def test_a_swap_or_a_slow_watcher_gets_a_reset_never_a_silent_restart() ->
     assert (await take(stale, 1))[0].kind == "reset"
 
 
+async def test_a_first_watcher_after_a_quiet_spell_starts_now_not_with_a_reset() -> None:
+    world = World()
+    live = feed(world, max_replay=3)
+    await live.start(world.applied)
+    for n in range(10):  # more than max_replay while nobody watches
+        world.write(f"t{n}", "org_a")
+    await live.start(world.applied)
+    events = live.follow(Scope(("org_a",)), ThreadQuery(), None)
+    (start,) = await take(events, 1)
+    assert (start.kind, start.id) == ("position", str(Token(world.applied, "main")))
+    world.write("t10", "org_a")
+    await live.start(world.applied)  # someone watches: start leaves the position alone
+    await live.advance(world.applied)
+    (thread,) = await take(events, 1)
+    assert (thread.kind, thread.data["id"]) == ("thread", "t10")
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     writes=st.lists(
