@@ -12,8 +12,8 @@ api.limits and has no store deadline of its own (its reads are the feed's).
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from services.settings import Settings
 from services.watching import Event, Feed
 
 PATH = "/v1/threads/watch"
+log = logging.getLogger(__name__)
 
 
 def _line(event: Event) -> str:
@@ -98,5 +99,7 @@ async def drive(feed: Feed, applied: Applied) -> None:
     while True:
         await applied.next_read()
         if feed.watchers:
-            with contextlib.suppress(Exception):  # the log or the store away: next time
+            try:
                 await feed.advance(applied.offsets)
+            except Exception as exc:  # noqa: BLE001 - the log or the store away: next read
+                log.warning("the watch could not advance: %r", exc)
