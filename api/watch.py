@@ -96,10 +96,17 @@ def install(app: FastAPI, settings: Settings) -> None:
 async def drive(feed: Feed, applied: Applied) -> None:
     """Advance the feed to what is applied after each read of the offsets (the shared watcher
     reads every ``interval`` while anyone watches: services.applied)."""
+    failing = False  # logged once a spell (a read every 20 ms would flood the log)
     while True:
         await applied.next_read()
         if feed.watchers:
             try:
                 await feed.advance(applied.offsets)
             except Exception as exc:  # noqa: BLE001 - the log or the store away: next read
-                log.warning("the watch could not advance: %r", exc)
+                if not failing:
+                    log.warning("the watch could not advance (tried again each read): %r", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("the watch advances again")
+                failing = False
