@@ -62,13 +62,14 @@ class GroupOffsets:
         None when there are more than ``limit`` of them, or when some of them are gone (the log
         starts after ``start``: retention, or records deleted): the watch then resets. The
         reader never skips to another offset by itself (``auto_offset_reset="none"``): a
-        default reader would jump to the end and the gone records would pass unseen."""
+        default reader would jump to the end and the gone records would pass unseen. Its fetches
+        wait at most 20 ms at the log's end (the default 500 ms held each read up)."""
         spans = {p: (start.get(p, 0), o) for p, o in end.items() if o > start.get(p, 0)}
         if sum(stop - begin for begin, stop in spans.values()) > limit:
             return None
         async with self._reading:
             if self._keys is None:
-                consumer = reader(self.settings, auto_offset_reset="none")
+                consumer = reader(self.settings, auto_offset_reset="none", fetch_max_wait_ms=20)
                 await consumer.start()
                 self._keys = consumer
             keys: list[str] = []
